@@ -1,1 +1,54 @@
+//! belfry's replicated state machine: jobs, fires, commands and [`State::apply`].
+//!
+//! Nothing here touches the network, the disk or the clock. Every command carries the
+//! proposer's `now`, so every replica that applies the same log reaches the same state; the
+//! node crate wires this to openraft, sled, tonic and axum.
+//!
+//! # The fire protocol
+//!
+//! A job has a `uid` (never reused) and `next_fire_at`, the next schedule instant not yet
+//! claimed. The leader's ticker reads [`State::due`] and proposes a [`Command::Fire`] batch of
+//! claims, each naming a job's current `next_fire_at`. Applying a claim:
+//!
+//! 1. ignores it unless it names the job's current `next_fire_at` (an earlier instant was
+//!    claimed already; a stale leader's proposal is harmless, even after old keys are pruned);
+//! 2. ignores it if its key (`"{uid}:{scheduled_at_ms}"`, [`FireKey`]) exists;
+//! 3. applies the misfire policy when the claim is later than the grace, and the overlap
+//!    policy when an earlier fire is still running;
+//! 4. records the fire as `dispatched` to the worker and lease named in the claim, advances
+//!    `next_fire_at`, and answers a [`Dispatch`].
+//!
+//! Only after its proposal commits does the leader send the dispatch to the worker, which
+//! records the key in its own ledger before sending. Workers report attempts; the leader
+//! commits them in [`Command::Complete`] batches, and [`retry::decide`] turns failures into a
+//! retry instant or a dead letter. A new leader finds fires still `dispatched` and settles them
+//! through the workers' ledgers (crates/node, `takeover`).
+//!
+//! Keys are deterministic, so any leader computes the same key for the same fire, and the key
+//! is the `Idempotency-Key` of every attempt.
+//!
+//! # Left out
+//!
+//! - Per-job history limits: the limit is cluster-wide ([`state::DEFAULT_HISTORY_LIMIT`]).
+//! - `fire_all` delivers at most [`state::MAX_CATCH_UP`] missed instants per outage, one claim at
+//!   a time; a longer backlog is walked over several ticker rounds.
 
+pub mod api;
+pub mod command;
+pub mod duration;
+pub mod error;
+pub mod fire;
+pub mod job;
+pub mod plan;
+pub mod retry;
+pub mod state;
+
+pub use command::{Assignment, Claim, Command, Completion, Redispatch, Response};
+pub use duration::HumanDuration;
+pub use error::ApplyError;
+pub use fire::{Attempt, Dispatch, Fire, FireKey, FireStatus, NodeId, ResultClass};
+pub use job::{
+    HttpTarget, Job, JobSpec, JobUid, MisfireAction, MisfirePolicy, OverlapPolicy, RetryPolicy,
+};
+pub use plan::Due;
+pub use state::{Data, State};

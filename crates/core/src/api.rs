@@ -1,0 +1,270 @@
+//! The HTTP API's JSON bodies, shared by the server and the client so the two cannot drift.
+
+use belfry_schedule::ScheduleSpec;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::fire::{Attempt, Fire, FireStatus, NodeId};
+use crate::job::{HttpTarget, Job, MisfirePolicy, OverlapPolicy, RetryPolicy};
+
+/// RFC 3339 UTC with milliseconds, the one format of every instant belfry exchanges.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job's name.
+    pub name: String,
+    /// Cluster-unique id; the first part of every fire key.
+    pub uid: u64,
+    /// The schedule as written.
+    pub schedule: ScheduleSpec,
+    /// The schedule in words.
+    pub description: String,
+    /// The HTTP target.
+    pub target: HttpTarget,
+    /// Overlap policy.
+    pub overlap: OverlapPolicy,
+    /// Misfire policy.
+    pub misfire: MisfirePolicy,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Paused jobs claim no fires.
+    pub paused: bool,
+    /// The `If-Match` version.
+    pub version: u64,
+    /// The next instant to be claimed; null once the schedule is exhausted.
+    pub next_fire_at: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Time of the last change.
+    pub updated_at: String,
+}
+
+impl From<&Job> for JobView {
+    fn from(job: &Job) -> Self {
+        let description = job.schedule().map(|s| s.describe()).unwrap_or_default();
+        JobView {
+            name: job.spec.name.clone(),
+            uid: job.uid,
+            schedule: job.spec.schedule.clone(),
+            description,
+            target: job.spec.target.clone(),
+            overlap: job.spec.overlap,
+            misfire: job.spec.misfire,
+            retry: job.spec.retry,
+            paused: job.spec.paused,
+            version: job.version,
+            next_fire_at: job.next_fire_at.map(rfc3339),
+            created_at: rfc3339(job.created_at),
+            updated_at: rfc3339(job.updated_at),
+        }
+    }
+}
+
+/// A page of jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    /// The jobs, in name order.
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// One delivery attempt as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptView {
+    /// 1, 2, ...
+    pub number: u32,
+    /// The node that sent it.
+    pub worker: NodeId,
+    /// Start of the request.
+    pub started_at: String,
+    /// End of the request.
+    pub finished_at: String,
+    /// Milliseconds.
+    pub duration_ms: i64,
+    /// `success`, `retryable` or `permanent`.
+    pub result: String,
+    /// HTTP status, when an answer came.
+    pub http_status: Option<u16>,
+    /// Transport error, when none did.
+    pub error: Option<String>,
+    /// The first bytes of the answer.
+    pub body_excerpt: Option<String>,
+}
+
+impl From<&Attempt> for AttemptView {
+    fn from(a: &Attempt) -> Self {
+        AttemptView {
+            number: a.number,
+            worker: a.worker,
+            started_at: rfc3339(a.started_at),
+            finished_at: rfc3339(a.finished_at),
+            duration_ms: a.duration_ms(),
+            result: serde_json::to_value(a.class)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            http_status: a.http_status,
+            error: a.error.clone(),
+            body_excerpt: a.body_excerpt.clone(),
+        }
+    }
+}
+
+/// A fire as the API shows it (`GET /v1/executions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionView {
+    /// The idempotency key.
+    pub key: String,
+    /// The job's name.
+    pub job: String,
+    /// The schedule instant (trigger time for manual fires).
+    pub scheduled_at: String,
+    /// When the claim committed.
+    pub fired_at: String,
+    /// Manual trigger.
+    pub manual: bool,
+    /// `queued`, `dispatched`, `retry_waiting`, `succeeded`, `dead_lettered`, `skipped`.
+    pub status: String,
+    /// The worker of the last dispatch.
+    pub worker: Option<NodeId>,
+    /// Attempts finished so far.
+    pub attempts: u32,
+    /// HTTP status of the last attempt.
+    pub http_status: Option<u16>,
+    /// Start of the first attempt.
+    pub started_at: Option<String>,
+    /// When the fire finished.
+    pub finished_at: Option<String>,
+    /// Duration of the last attempt in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// The next attempt, while retry-waiting.
+    pub next_attempt_at: Option<String>,
+    /// Why it was skipped, coalesced or dead-lettered.
+    pub note: Option<String>,
+    /// Every attempt; only in `GET /v1/executions/{key}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_log: Option<Vec<AttemptView>>,
+}
+
+impl ExecutionView {
+    /// The summary of a fire; `detail` adds every attempt.
+    pub fn of(f: &Fire, detail: bool) -> Self {
+        let last = f.attempts.last();
+        ExecutionView {
+            key: f.key.0.clone(),
+            job: f.job_name.clone(),
+            scheduled_at: rfc3339(f.scheduled_at),
+            fired_at: rfc3339(f.claimed_at),
+            manual: f.manual,
+            status: f.status.as_str().to_string(),
+            worker: f.worker,
+            attempts: f.attempts.len() as u32,
+            http_status: last.and_then(|a| a.http_status),
+            started_at: f.attempts.first().map(|a| rfc3339(a.started_at)),
+            finished_at: f.finished_at.map(rfc3339),
+            duration_ms: last.map(|a| a.duration_ms()),
+            next_attempt_at: f
+                .next_attempt_at
+                .filter(|_| f.status == FireStatus::RetryWaiting)
+                .map(rfc3339),
+            note: f.note.clone(),
+            attempt_log: detail.then(|| f.attempts.iter().map(AttemptView::from).collect()),
+        }
+    }
+}
+
+/// A page of executions, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionList {
+    /// The fires.
+    pub executions: Vec<ExecutionView>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/schedule/preview` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// The schedule to evaluate.
+    pub schedule: ScheduleSpec,
+    /// How many instants (default 10, at most 1000).
+    #[serde(default)]
+    pub count: Option<usize>,
+    /// Instants strictly after this RFC 3339 instant (default now).
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+/// Instants of a schedule, as `preview` and `upcoming` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instants {
+    /// RFC 3339 UTC instants, ascending.
+    pub instants: Vec<String>,
+    /// The schedule in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The node answering.
+    pub node: NodeId,
+    /// The leader's id; null when there is none.
+    pub leader: Option<NodeId>,
+    /// The current term.
+    pub term: u64,
+    /// Highest log index known committed on the answering node.
+    pub commit_index: u64,
+    /// Highest log index applied on the answering node.
+    pub applied_index: u64,
+    /// Every voter and learner.
+    pub members: Vec<MemberView>,
+}
+
+/// One cluster member, as seen by the answering node (and probed by it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Node id.
+    pub id: NodeId,
+    /// HTTP API address (learned by probing; null when unreachable).
+    pub http_addr: Option<String>,
+    /// gRPC address, as in the membership.
+    pub grpc_addr: String,
+    /// Voter or learner.
+    pub voter: bool,
+    /// Highest log index known replicated to it (leader's view only).
+    pub match_index: Option<u64>,
+    /// Entries it is behind the leader (leader's view only).
+    pub lag: Option<u64>,
+    /// Whether it answered a probe just now.
+    pub reachable: bool,
+    /// The probe's error when it did not.
+    pub error: Option<String>,
+    /// Its build version, when reachable.
+    pub version: Option<String>,
+}
+
+/// Every error the API returns: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error detail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (`invalid`, `not_found`, `conflict`, `no_leader`, ...).
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The request field at fault, when one is.
+    pub field: Option<String>,
+}

@@ -1,0 +1,107 @@
+//! Commands: the entries of the replicated log, and what applying one answers.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApplyError;
+use crate::fire::{Attempt, Dispatch, FireKey, NodeId};
+use crate::job::{Job, JobSpec, JobUid};
+
+/// Who sends a fire, under which term, and until when a send may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The worker node.
+    pub worker: NodeId,
+    /// The proposing leader's term; workers refuse a lower one.
+    pub term: u64,
+    /// The lease: no send starts after this instant.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// The leader's claim of a job's next schedule instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The job.
+    pub job_uid: JobUid,
+    /// The instant claimed; must be the job's `next_fire_at` when applied.
+    pub scheduled_at: DateTime<Utc>,
+    /// Who delivers it.
+    pub assign: Assignment,
+}
+
+/// A new dispatch of an existing fire: the next attempt of a retry, a buffered or requeued fire,
+/// or the same attempt on another worker after a lease ran out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redispatch {
+    /// The fire.
+    pub key: FireKey,
+    /// The attempt number to send.
+    pub attempt: u32,
+    /// Who sends it.
+    pub assign: Assignment,
+}
+
+/// A worker's report of one finished attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The fire.
+    pub key: FireKey,
+    /// The attempt and its outcome.
+    pub attempt: Attempt,
+}
+
+/// A state machine command. `now` is the proposer's clock: apply() never reads a clock, so every
+/// replica computes the same state from the same log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Create a job.
+    CreateJob { spec: JobSpec, now: DateTime<Utc> },
+    /// Replace a job's spec, optionally only at a given version.
+    ReplaceJob {
+        spec: JobSpec,
+        if_version: Option<u64>,
+        now: DateTime<Utc>,
+    },
+    /// Delete a job; its unfinished fires still finish.
+    DeleteJob { name: String },
+    /// Pause a job: it claims no fires.
+    PauseJob { name: String, now: DateTime<Utc> },
+    /// Resume a job; what it missed meets the misfire policy.
+    ResumeJob { name: String, now: DateTime<Utc> },
+    /// Fire a job now, with a key of its own.
+    TriggerJob {
+        name: String,
+        now: DateTime<Utc>,
+        assign: Assignment,
+    },
+    /// The ticker's batch: claims of due instants and redispatches of existing fires.
+    Fire {
+        now: DateTime<Utc>,
+        claims: Vec<Claim>,
+        redispatches: Vec<Redispatch>,
+    },
+    /// Outcomes reported by workers.
+    Complete {
+        now: DateTime<Utc>,
+        completions: Vec<Completion>,
+    },
+    /// Move a dead-lettered fire back to the queue, keeping its key.
+    Requeue { key: FireKey, now: DateTime<Utc> },
+}
+
+/// What applying a command answers to its proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// Blank and membership entries, and commands with nothing to say.
+    None,
+    /// The job after the change.
+    Job { job: Box<Job> },
+    /// The job is gone.
+    Deleted,
+    /// Sends the leader must now make, one per new or redispatched fire.
+    Dispatches { dispatches: Vec<Dispatch> },
+    /// Refused, deterministically; the state is unchanged.
+    Rejected { error: ApplyError },
+}

@@ -1,0 +1,100 @@
+//! Retry math: when the next attempt of a failed fire is due, or whether it is dead.
+
+use chrono::{DateTime, Utc};
+
+use crate::fire::{Attempt, Fire, ResultClass};
+use crate::job::RetryPolicy;
+
+/// What follows a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Try again at this instant.
+    RetryAt(DateTime<Utc>),
+    /// Give up; the reason goes into the fire's note.
+    DeadLetter(String),
+}
+
+/// Decides what follows `attempt` of `fire`, at `now`.
+///
+/// The backoff before attempt n+1 is drawn from `[b/2, b]` with `b = min(max_backoff,
+/// initial_backoff * 2^(n-1))` ("equal jitter"): spread like full jitter, yet never shorter than
+/// half the nominal backoff, so successive delays grow. The draw is a hash of the key and the
+/// attempt number, so every replica computes the same instant. `Retry-After` raises the delay.
+pub fn decide(
+    policy: &RetryPolicy,
+    fire: &Fire,
+    attempt: &Attempt,
+    now: DateTime<Utc>,
+) -> RetryDecision {
+    if attempt.class == ResultClass::Permanent {
+        return RetryDecision::DeadLetter(format!("permanent failure: {}", describe(attempt)));
+    }
+    let used = attempt.number.saturating_sub(fire.budget_base);
+    if used >= policy.max_attempts {
+        return RetryDecision::DeadLetter(format!(
+            "{used} attempts failed; last: {}",
+            describe(attempt)
+        ));
+    }
+    let delay =
+        backoff_ms(policy, used, fire.key.as_str()).max(attempt.retry_after_ms.unwrap_or(0) as i64);
+    let at = now + chrono::Duration::milliseconds(delay);
+    if at > fire.budget_since + policy.max_age.chrono() {
+        return RetryDecision::DeadLetter(format!(
+            "max_age {} reached; last: {}",
+            policy.max_age,
+            describe(attempt)
+        ));
+    }
+    RetryDecision::RetryAt(at)
+}
+
+/// The backoff after `failed` failed attempts (1-based), in milliseconds.
+pub fn backoff_ms(policy: &RetryPolicy, failed: u32, key: &str) -> i64 {
+    let initial = policy.initial_backoff.as_millis();
+    let cap = policy.max_backoff.as_millis();
+    let exp = failed.saturating_sub(1).min(40);
+    let nominal = initial.saturating_mul(1i64 << exp).min(cap).max(1);
+    let half = nominal / 2;
+    half + (stable_hash(key, failed) % (nominal - half + 1) as u64) as i64
+}
+
+fn stable_hash(key: &str, n: u32) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in key.bytes().chain(n.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn describe(a: &Attempt) -> String {
+    match (a.http_status, &a.error) {
+        (Some(s), _) => format!("HTTP {s}"),
+        (None, Some(e)) => e.clone(),
+        (None, None) => "no answer".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duration::HumanDuration;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn backoff_stays_within_half_and_nominal(failed in 1u32..30, key in "[0-9a-z:]{1,20}") {
+            let p = RetryPolicy::default();
+            let nominal = (p.initial_backoff.as_millis() << (failed - 1).min(40)).min(p.max_backoff.as_millis());
+            let b = backoff_ms(&p, failed, &key);
+            prop_assert!(b >= nominal / 2 && b <= nominal, "{b} not in [{}, {nominal}]", nominal / 2);
+        }
+
+        #[test]
+        fn backoff_never_shrinks_below_the_cap(failed in 1u32..20, key in "[0-9a-z:]{1,20}") {
+            let p = RetryPolicy { max_backoff: HumanDuration::secs(1 << 30), ..RetryPolicy::default() };
+            prop_assert!(backoff_ms(&p, failed + 1, &key) >= backoff_ms(&p, failed, &key));
+        }
+    }
+}

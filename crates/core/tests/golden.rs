@@ -1,0 +1,374 @@
+//! Golden-script tests of the fire protocol's state machine.
+//!
+//! Times are seconds after 2026-01-01T00:00:00Z (`now=90` is 00:01:30), printed the same way.
+//! Commands:
+//!
+//! - `create NAME [every=D] [cron=EXPR] [tz=ZONE] [at=SECS] [overlap=P] [misfire=P] [grace=D]
+//!   [attempts=N] [paused=true] now=SECS`
+//! - `replace NAME [same keys as create] [if_version=N] now=SECS`
+//! - `tick now=SECS [worker=N] [term=N]`: propose what [`State::due`] reports, apply it
+//! - `claim NAME at=SECS now=SECS`: a raw claim, as a stale or duplicate leader might send
+//! - `complete KEY attempt=N status=CODE|error [retry_after=MS] now=SECS`
+//! - `pause NAME now=SECS`, `resume NAME now=SECS`, `delete NAME`, `trigger NAME now=SECS`
+//! - `requeue KEY now=SECS`, `redispatch KEY attempt=N worker=N [term=N] now=SECS`
+//! - `jobs`, `fires [NAME]`: print the state
+
+use std::error::Error;
+use std::fmt::Write as _;
+
+use belfry_core::{
+    Assignment, Attempt, Claim, Command, Completion, FireKey, HttpTarget, JobSpec, Redispatch,
+    Response, ResultClass, State,
+};
+use belfry_schedule::ScheduleSpec;
+use chrono::{DateTime, Duration, Utc};
+use goldenscript::Command as Line;
+
+fn base() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn at(secs: f64) -> DateTime<Utc> {
+    base() + Duration::milliseconds((secs * 1000.0).round() as i64)
+}
+
+fn show(t: DateTime<Utc>) -> String {
+    let ms = (t - base()).num_milliseconds();
+    if ms % 1000 == 0 {
+        format!("{}", ms / 1000)
+    } else {
+        format!("{:.3}", ms as f64 / 1000.0)
+    }
+}
+
+#[derive(Default)]
+struct Runner {
+    state: State,
+    index: u64,
+}
+
+impl Runner {
+    fn apply(&mut self, command: Command) -> Response {
+        self.index += 1;
+        self.state.apply(self.index, command)
+    }
+
+    fn spec(&self, line: &Line, name: &str, now: DateTime<Utc>) -> Result<JobSpec, Box<dyn Error>> {
+        let mut schedule = ScheduleSpec::default();
+        let mut spec = JobSpec {
+            name: name.to_string(),
+            schedule: ScheduleSpec::default(),
+            target: HttpTarget {
+                url: "http://sink.test/hook".into(),
+                method: "POST".into(),
+                headers: Default::default(),
+                body: None,
+                timeout: belfry_core::HumanDuration::secs(5),
+            },
+            overlap: Default::default(),
+            misfire: Default::default(),
+            retry: Default::default(),
+            paused: false,
+        };
+        let _ = now;
+        for arg in line.args.iter().skip(1) {
+            let v = arg.value.as_str();
+            match arg.key.as_deref() {
+                Some("every") => schedule.every = Some(v.into()),
+                Some("cron") => schedule.cron = Some(v.into()),
+                Some("tz") => schedule.timezone = Some(v.into()),
+                Some("at") => schedule.at = Some(belfry_core::api::rfc3339(at(v.parse()?))),
+                Some("start") => {
+                    schedule.start_at = Some(belfry_core::api::rfc3339(at(v.parse()?)))
+                }
+                Some("jitter") => schedule.jitter = Some(v.into()),
+                Some("overlap") => spec.overlap = serde_json::from_value(v.into())?,
+                Some("misfire") => spec.misfire.policy = serde_json::from_value(v.into())?,
+                Some("grace") => spec.misfire.grace = serde_json::from_value(v.into())?,
+                Some("attempts") => spec.retry.max_attempts = v.parse()?,
+                Some("max_age") => spec.retry.max_age = serde_json::from_value(v.into())?,
+                Some("url") => spec.target.url = v.into(),
+                Some("paused") => spec.paused = v.parse()?,
+                Some("now") | Some("if_version") => {}
+                _ => return Err(format!("unknown argument {}", arg.name()).into()),
+            }
+        }
+        spec.schedule = schedule;
+        Ok(spec)
+    }
+
+    fn print(&self, out: &mut String, response: &Response) -> Result<(), Box<dyn Error>> {
+        match response {
+            Response::None => writeln!(out, "ok")?,
+            Response::Deleted => writeln!(out, "deleted")?,
+            Response::Job { job } => writeln!(
+                out,
+                "job {} uid={} version={} next={}",
+                job.spec.name,
+                job.uid,
+                job.version,
+                job.next_fire_at.map(show).unwrap_or("none".into())
+            )?,
+            Response::Dispatches { dispatches } if dispatches.is_empty() => {
+                writeln!(out, "nothing dispatched")?
+            }
+            Response::Dispatches { dispatches } => {
+                for d in dispatches {
+                    writeln!(
+                        out,
+                        "dispatch {} attempt={} worker={} term={}",
+                        d.key, d.attempt, d.worker, d.term
+                    )?;
+                }
+            }
+            Response::Rejected { error } => writeln!(out, "rejected: {error}")?,
+        }
+        Ok(())
+    }
+}
+
+fn num<T: std::str::FromStr>(
+    line: &Line,
+    key: &str,
+    default: Option<T>,
+) -> Result<T, Box<dyn Error>>
+where
+    T::Err: Error + 'static,
+{
+    match line.args.iter().find(|a| a.key.as_deref() == Some(key)) {
+        Some(a) => Ok(a.value.parse()?),
+        None => default.ok_or_else(|| format!("{key}= is required").into()),
+    }
+}
+
+fn pos<'a>(line: &'a Line) -> Result<&'a str, Box<dyn Error>> {
+    Ok(line
+        .args
+        .first()
+        .filter(|a| a.key.is_none())
+        .ok_or("a name or key is required")?
+        .value
+        .as_str())
+}
+
+impl goldenscript::Runner for Runner {
+    fn run(&mut self, line: &Line) -> Result<String, Box<dyn Error>> {
+        let mut out = String::new();
+        let now = || -> Result<DateTime<Utc>, Box<dyn Error>> { Ok(at(num(line, "now", None)?)) };
+        let response = match line.name.as_str() {
+            "create" => {
+                let now = now()?;
+                let spec = self.spec(line, pos(line)?, now)?;
+                self.apply(Command::CreateJob { spec, now })
+            }
+            "replace" => {
+                let now = now()?;
+                let spec = self.spec(line, pos(line)?, now)?;
+                let if_version = line
+                    .args
+                    .iter()
+                    .find(|a| a.key.as_deref() == Some("if_version"))
+                    .map(|a| a.value.parse())
+                    .transpose()?;
+                self.apply(Command::ReplaceJob {
+                    spec,
+                    if_version,
+                    now,
+                })
+            }
+            "tick" => {
+                let now = now()?;
+                let assign = Assignment {
+                    worker: num(line, "worker", Some(2))?,
+                    term: num(line, "term", Some(1))?,
+                    lease_until: now + Duration::seconds(10),
+                };
+                let due = self.state.due(now, 100);
+                let claims = due
+                    .claims
+                    .into_iter()
+                    .map(|(job_uid, scheduled_at)| Claim {
+                        job_uid,
+                        scheduled_at,
+                        assign,
+                    })
+                    .collect();
+                let redispatches = due
+                    .redispatches
+                    .into_iter()
+                    .map(|(key, attempt)| Redispatch {
+                        key,
+                        attempt,
+                        assign,
+                    })
+                    .collect();
+                self.apply(Command::Fire {
+                    now,
+                    claims,
+                    redispatches,
+                })
+            }
+            "claim" => {
+                let now = now()?;
+                let job = self.state.job(pos(line)?).ok_or("no such job")?;
+                let assign = Assignment {
+                    worker: 2,
+                    term: num(line, "term", Some(1))?,
+                    lease_until: now + Duration::seconds(10),
+                };
+                let claim = Claim {
+                    job_uid: job.uid,
+                    scheduled_at: at(num(line, "at", None)?),
+                    assign,
+                };
+                self.apply(Command::Fire {
+                    now,
+                    claims: vec![claim],
+                    redispatches: vec![],
+                })
+            }
+            "redispatch" => {
+                let now = now()?;
+                let assign = Assignment {
+                    worker: num(line, "worker", None)?,
+                    term: num(line, "term", Some(1))?,
+                    lease_until: now + Duration::seconds(10),
+                };
+                let r = Redispatch {
+                    key: FireKey(pos(line)?.into()),
+                    attempt: num(line, "attempt", None)?,
+                    assign,
+                };
+                self.apply(Command::Fire {
+                    now,
+                    claims: vec![],
+                    redispatches: vec![r],
+                })
+            }
+            "complete" => {
+                let now = now()?;
+                let status = line
+                    .args
+                    .iter()
+                    .find(|a| a.key.as_deref() == Some("status"))
+                    .ok_or("status= is required")?;
+                let (class, http_status, error) = match status.value.parse::<u16>() {
+                    Ok(code) => (ResultClass::of_status(code), Some(code), None),
+                    Err(_) => (ResultClass::Retryable, None, Some(status.value.clone())),
+                };
+                let attempt = Attempt {
+                    number: num(line, "attempt", None)?,
+                    worker: 2,
+                    started_at: now - Duration::milliseconds(100),
+                    finished_at: now,
+                    class,
+                    http_status,
+                    error,
+                    body_excerpt: None,
+                    retry_after_ms: line
+                        .args
+                        .iter()
+                        .find(|a| a.key.as_deref() == Some("retry_after"))
+                        .map(|a| a.value.parse())
+                        .transpose()?,
+                };
+                self.apply(Command::Complete {
+                    now,
+                    completions: vec![Completion {
+                        key: FireKey(pos(line)?.into()),
+                        attempt,
+                    }],
+                })
+            }
+            "pause" => self.apply(Command::PauseJob {
+                name: pos(line)?.into(),
+                now: now()?,
+            }),
+            "resume" => self.apply(Command::ResumeJob {
+                name: pos(line)?.into(),
+                now: now()?,
+            }),
+            "delete" => self.apply(Command::DeleteJob {
+                name: pos(line)?.into(),
+            }),
+            "requeue" => self.apply(Command::Requeue {
+                key: FireKey(pos(line)?.into()),
+                now: now()?,
+            }),
+            "trigger" => {
+                let now = now()?;
+                let assign = Assignment {
+                    worker: 3,
+                    term: 1,
+                    lease_until: now + Duration::seconds(10),
+                };
+                self.apply(Command::TriggerJob {
+                    name: pos(line)?.into(),
+                    now,
+                    assign,
+                })
+            }
+            "jobs" => {
+                for job in self.state.jobs_after(None) {
+                    writeln!(
+                        out,
+                        "{} uid={} version={} paused={} next={}",
+                        job.spec.name,
+                        job.uid,
+                        job.version,
+                        job.spec.paused,
+                        job.next_fire_at.map(show).unwrap_or("none".into())
+                    )?;
+                }
+                return Ok(out);
+            }
+            "fires" => {
+                let filter = line.args.first().map(|a| a.value.clone());
+                let mut fires: Vec<_> = self.state.fires_before(None, None).collect();
+                fires.reverse();
+                for f in fires
+                    .into_iter()
+                    .filter(|f| filter.as_ref().is_none_or(|n| *n == f.job_name))
+                {
+                    write!(
+                        out,
+                        "{} {} at={} status={} attempt={}",
+                        f.key,
+                        f.job_name,
+                        show(f.scheduled_at),
+                        f.status.as_str(),
+                        f.attempt
+                    )?;
+                    if let Some(next) = f.next_attempt_at {
+                        write!(out, " next_attempt={}", show(next))?;
+                    }
+                    if let Some(note) = &f.note {
+                        write!(out, " note={note:?}")?;
+                    }
+                    writeln!(out)?;
+                }
+                return Ok(out);
+            }
+            other => return Err(format!("unknown command {other}").into()),
+        };
+        self.print(&mut out, &response)?;
+        Ok(out)
+    }
+}
+
+#[test]
+fn golden_scripts() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no scripts in {}", dir.display());
+    for path in paths {
+        eprintln!("script {}", path.display());
+        goldenscript::run(&mut Runner::default(), &path).unwrap();
+    }
+}
