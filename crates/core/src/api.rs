@@ -104,10 +104,7 @@ impl From<&Attempt> for AttemptView {
             started_at: rfc3339(a.started_at),
             finished_at: rfc3339(a.finished_at),
             duration_ms: a.duration_ms(),
-            result: serde_json::to_value(a.class)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            result: serde_json::to_value(a.class).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
             http_status: a.http_status,
             error: a.error.clone(),
             body_excerpt: a.body_excerpt.clone(),
@@ -168,10 +165,7 @@ impl ExecutionView {
             started_at: f.attempts.first().map(|a| rfc3339(a.started_at)),
             finished_at: f.finished_at.map(rfc3339),
             duration_ms: last.map(|a| a.duration_ms()),
-            next_attempt_at: f
-                .next_attempt_at
-                .filter(|_| f.status == FireStatus::RetryWaiting)
-                .map(rfc3339),
+            next_attempt_at: f.next_attempt_at.filter(|_| f.status == FireStatus::RetryWaiting).map(rfc3339),
             note: f.note.clone(),
             attempt_log: detail.then(|| f.attempts.iter().map(AttemptView::from).collect()),
         }

@@ -58,34 +58,20 @@ pub enum Command {
     /// Create a job.
     CreateJob { spec: JobSpec, now: DateTime<Utc> },
     /// Replace a job's spec, optionally only at a given version.
-    ReplaceJob {
-        spec: JobSpec,
-        if_version: Option<u64>,
-        now: DateTime<Utc>,
-    },
+    ReplaceJob { spec: JobSpec, if_version: Option<u64>, now: DateTime<Utc> },
     /// Delete a job; its unfinished fires still finish.
     DeleteJob { name: String },
     /// Pause a job: it claims no fires.
     PauseJob { name: String, now: DateTime<Utc> },
     /// Resume a job; what it missed meets the misfire policy.
     ResumeJob { name: String, now: DateTime<Utc> },
-    /// Fire a job now, with a key of its own.
-    TriggerJob {
-        name: String,
-        now: DateTime<Utc>,
-        assign: Assignment,
-    },
+    /// Fire a job now, with a key of its own. The fire is queued; the leader's ticker
+    /// dispatches it, so a trigger proposed through a follower is still sent by the leader.
+    TriggerJob { name: String, now: DateTime<Utc> },
     /// The ticker's batch: claims of due instants and redispatches of existing fires.
-    Fire {
-        now: DateTime<Utc>,
-        claims: Vec<Claim>,
-        redispatches: Vec<Redispatch>,
-    },
+    Fire { now: DateTime<Utc>, claims: Vec<Claim>, redispatches: Vec<Redispatch> },
     /// Outcomes reported by workers.
-    Complete {
-        now: DateTime<Utc>,
-        completions: Vec<Completion>,
-    },
+    Complete { now: DateTime<Utc>, completions: Vec<Completion> },
     /// Move a dead-lettered fire back to the queue, keeping its key.
     Requeue { key: FireKey, now: DateTime<Utc> },
 }
@@ -102,6 +88,8 @@ pub enum Response {
     Deleted,
     /// Sends the leader must now make, one per new or redispatched fire.
     Dispatches { dispatches: Vec<Dispatch> },
+    /// A manual fire was queued under this key.
+    Triggered { key: FireKey },
     /// Refused, deterministically; the state is unchanged.
     Rejected { error: ApplyError },
 }

@@ -41,9 +41,7 @@ impl Serialize for HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        belfry_schedule::parse_duration(&s)
-            .map(HumanDuration)
-            .map_err(serde::de::Error::custom)
+        belfry_schedule::parse_duration(&s).map(HumanDuration).map_err(serde::de::Error::custom)
     }
 }
 

@@ -48,18 +48,12 @@ pub enum ApplyError {
 impl ApplyError {
     /// An [`ApplyError::Invalid`] for `field`.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        ApplyError::Invalid {
-            field: field.to_string(),
-            message: message.into(),
-        }
+        ApplyError::Invalid { field: field.to_string(), message: message.into() }
     }
 
     /// An [`ApplyError::NotFound`] for a job.
     pub fn job_not_found(name: &str) -> Self {
-        ApplyError::NotFound {
-            what: "job".into(),
-            name: name.into(),
-        }
+        ApplyError::NotFound { what: "job".into(), name: name.into() }
     }
 }
 

@@ -59,10 +59,7 @@ pub enum FireStatus {
 impl FireStatus {
     /// A finished fire needs no further work (a dead letter may still be requeued by hand).
     pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            FireStatus::Succeeded | FireStatus::DeadLettered | FireStatus::Skipped
-        )
+        matches!(self, FireStatus::Succeeded | FireStatus::DeadLettered | FireStatus::Skipped)
     }
 
     /// Whether the fire counts as running for the overlap policy.
@@ -146,9 +143,7 @@ pub struct Attempt {
 impl Attempt {
     /// Milliseconds the attempt took.
     pub fn duration_ms(&self) -> i64 {
-        (self.finished_at - self.started_at)
-            .num_milliseconds()
-            .max(0)
+        (self.finished_at - self.started_at).num_milliseconds().max(0)
     }
 }
 

@@ -102,10 +102,7 @@ fn default_grace() -> HumanDuration {
 
 impl Default for MisfirePolicy {
     fn default() -> Self {
-        MisfirePolicy {
-            policy: MisfireAction::default(),
-            grace: default_grace(),
-        }
+        MisfirePolicy { policy: MisfireAction::default(), grace: default_grace() }
     }
 }
 
@@ -204,85 +201,49 @@ impl JobSpec {
 pub fn validate_name(name: &str) -> Result<(), ApplyError> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_lowercase()
-                || b.is_ascii_digit()
-                || (i > 0 && matches!(b, b'.' | b'_' | b'-'))
-        });
+        && name
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && matches!(b, b'.' | b'_' | b'-')));
     if ok {
         Ok(())
     } else {
-        Err(ApplyError::invalid(
-            "name",
-            "must match [a-z0-9][a-z0-9._-]{0,127}",
-        ))
+        Err(ApplyError::invalid("name", "must match [a-z0-9][a-z0-9._-]{0,127}"))
     }
 }
 
 /// Headers belfry sets itself; a job may not override them.
-const RESERVED_HEADERS: [&str; 6] = [
-    "idempotency-key",
-    "belfry-job",
-    "belfry-scheduled-at",
-    "belfry-attempt",
-    "belfry-signature",
-    "content-length",
-];
+const RESERVED_HEADERS: [&str; 6] =
+    ["idempotency-key", "belfry-job", "belfry-scheduled-at", "belfry-attempt", "belfry-signature", "content-length"];
 
 impl HttpTarget {
     fn validate(&self) -> Result<(), ApplyError> {
-        let url = url::Url::parse(&self.url)
-            .map_err(|e| ApplyError::invalid("target.url", format!("not a URL: {e}")))?;
+        let url =
+            url::Url::parse(&self.url).map_err(|e| ApplyError::invalid("target.url", format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(ApplyError::invalid(
-                "target.url",
-                "must be an http:// or https:// URL with a host",
-            ));
+            return Err(ApplyError::invalid("target.url", "must be an http:// or https:// URL with a host"));
         }
-        if !matches!(
-            self.method.as_str(),
-            "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD"
-        ) {
-            return Err(ApplyError::invalid(
-                "target.method",
-                "must be one of GET, POST, PUT, PATCH, DELETE, HEAD",
-            ));
+        if !matches!(self.method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD") {
+            return Err(ApplyError::invalid("target.method", "must be one of GET, POST, PUT, PATCH, DELETE, HEAD"));
         }
         for (name, value) in &self.headers {
-            let token = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
+            let token =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
             if !token {
-                return Err(ApplyError::invalid(
-                    "target.headers",
-                    format!("invalid header name {name:?}"),
-                ));
+                return Err(ApplyError::invalid("target.headers", format!("invalid header name {name:?}")));
             }
             if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                return Err(ApplyError::invalid(
-                    "target.headers",
-                    format!("header {name} is set by belfry"),
-                ));
+                return Err(ApplyError::invalid("target.headers", format!("header {name} is set by belfry")));
             }
             if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(ApplyError::invalid(
-                    "target.headers",
-                    format!("header {name} has a control character"),
-                ));
+                return Err(ApplyError::invalid("target.headers", format!("header {name} has a control character")));
             }
         }
         if self.body.as_ref().is_some_and(|b| b.len() > MAX_BODY_BYTES) {
-            return Err(ApplyError::invalid(
-                "target.body",
-                format!("larger than {MAX_BODY_BYTES} bytes"),
-            ));
+            return Err(ApplyError::invalid("target.body", format!("larger than {MAX_BODY_BYTES} bytes")));
         }
         if self.timeout.0.is_zero() || self.timeout > MAX_TIMEOUT {
-            return Err(ApplyError::invalid(
-                "target.timeout",
-                format!("must be between 1ms and {MAX_TIMEOUT}"),
-            ));
+            return Err(ApplyError::invalid("target.timeout", format!("must be between 1ms and {MAX_TIMEOUT}")));
         }
         Ok(())
     }
@@ -291,22 +252,13 @@ impl HttpTarget {
 impl RetryPolicy {
     fn validate(&self) -> Result<(), ApplyError> {
         if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
-            return Err(ApplyError::invalid(
-                "retry.max_attempts",
-                format!("must be between 1 and {MAX_ATTEMPTS}"),
-            ));
+            return Err(ApplyError::invalid("retry.max_attempts", format!("must be between 1 and {MAX_ATTEMPTS}")));
         }
         if self.initial_backoff.0.is_zero() {
-            return Err(ApplyError::invalid(
-                "retry.initial_backoff",
-                "must be positive",
-            ));
+            return Err(ApplyError::invalid("retry.initial_backoff", "must be positive"));
         }
         if self.max_backoff < self.initial_backoff {
-            return Err(ApplyError::invalid(
-                "retry.max_backoff",
-                "must not be less than initial_backoff",
-            ));
+            return Err(ApplyError::invalid("retry.max_backoff", "must not be less than initial_backoff"));
         }
         Ok(())
     }

@@ -47,8 +47,6 @@ pub use command::{Assignment, Claim, Command, Completion, Redispatch, Response};
 pub use duration::HumanDuration;
 pub use error::ApplyError;
 pub use fire::{Attempt, Dispatch, Fire, FireKey, FireStatus, NodeId, ResultClass};
-pub use job::{
-    HttpTarget, Job, JobSpec, JobUid, MisfireAction, MisfirePolicy, OverlapPolicy, RetryPolicy,
-};
+pub use job::{HttpTarget, Job, JobSpec, JobUid, MisfireAction, MisfirePolicy, OverlapPolicy, RetryPolicy};
 pub use plan::Due;
 pub use state::{Data, State};

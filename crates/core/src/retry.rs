@@ -20,31 +20,18 @@ pub enum RetryDecision {
 /// initial_backoff * 2^(n-1))` ("equal jitter"): spread like full jitter, yet never shorter than
 /// half the nominal backoff, so successive delays grow. The draw is a hash of the key and the
 /// attempt number, so every replica computes the same instant. `Retry-After` raises the delay.
-pub fn decide(
-    policy: &RetryPolicy,
-    fire: &Fire,
-    attempt: &Attempt,
-    now: DateTime<Utc>,
-) -> RetryDecision {
+pub fn decide(policy: &RetryPolicy, fire: &Fire, attempt: &Attempt, now: DateTime<Utc>) -> RetryDecision {
     if attempt.class == ResultClass::Permanent {
         return RetryDecision::DeadLetter(format!("permanent failure: {}", describe(attempt)));
     }
     let used = attempt.number.saturating_sub(fire.budget_base);
     if used >= policy.max_attempts {
-        return RetryDecision::DeadLetter(format!(
-            "{used} attempts failed; last: {}",
-            describe(attempt)
-        ));
+        return RetryDecision::DeadLetter(format!("{used} attempts failed; last: {}", describe(attempt)));
     }
-    let delay =
-        backoff_ms(policy, used, fire.key.as_str()).max(attempt.retry_after_ms.unwrap_or(0) as i64);
+    let delay = backoff_ms(policy, used, fire.key.as_str()).max(attempt.retry_after_ms.unwrap_or(0) as i64);
     let at = now + chrono::Duration::milliseconds(delay);
     if at > fire.budget_since + policy.max_age.chrono() {
-        return RetryDecision::DeadLetter(format!(
-            "max_age {} reached; last: {}",
-            policy.max_age,
-            describe(attempt)
-        ));
+        return RetryDecision::DeadLetter(format!("max_age {} reached; last: {}", policy.max_age, describe(attempt)));
     }
     RetryDecision::RetryAt(at)
 }

@@ -53,12 +53,7 @@ pub struct State {
 
 impl Default for State {
     fn default() -> Self {
-        State::from_data(Data {
-            history_limit: DEFAULT_HISTORY_LIMIT,
-            next_uid: 1,
-            next_seq: 1,
-            ..Data::default()
-        })
+        State::from_data(Data { history_limit: DEFAULT_HISTORY_LIMIT, next_uid: 1, next_seq: 1, ..Data::default() })
     }
 }
 
@@ -99,20 +94,12 @@ impl State {
     pub fn apply(&mut self, index: u64, command: Command) -> Response {
         let result = match command {
             Command::CreateJob { spec, now } => self.create_job(spec, now),
-            Command::ReplaceJob {
-                spec,
-                if_version,
-                now,
-            } => self.replace_job(spec, if_version, now),
+            Command::ReplaceJob { spec, if_version, now } => self.replace_job(spec, if_version, now),
             Command::DeleteJob { name } => self.delete_job(&name),
             Command::PauseJob { name, now } => self.set_paused(&name, true, now),
             Command::ResumeJob { name, now } => self.set_paused(&name, false, now),
-            Command::TriggerJob { name, now, assign } => self.trigger(index, &name, now, assign),
-            Command::Fire {
-                now,
-                claims,
-                redispatches,
-            } => Ok(self.fire(now, claims, redispatches)),
+            Command::TriggerJob { name, now } => self.trigger(index, &name, now),
+            Command::Fire { now, claims, redispatches } => Ok(self.fire(now, claims, redispatches)),
             Command::Complete { now, completions } => Ok(self.complete(now, completions)),
             Command::Requeue { key, now } => self.requeue(&key, now),
         };
@@ -148,17 +135,9 @@ impl State {
         if_version: Option<u64>,
         now: DateTime<Utc>,
     ) -> Result<Response, ApplyError> {
-        let old = self
-            .data
-            .jobs
-            .get(&spec.name)
-            .ok_or_else(|| ApplyError::job_not_found(&spec.name))?
-            .clone();
+        let old = self.data.jobs.get(&spec.name).ok_or_else(|| ApplyError::job_not_found(&spec.name))?.clone();
         if let Some(expected) = if_version.filter(|v| *v != old.version) {
-            return Err(ApplyError::VersionMismatch {
-                expected,
-                current: old.version,
-            });
+            return Err(ApplyError::VersionMismatch { expected, current: old.version });
         }
         let schedule = crate::job::JobSpec::validate(&spec, old.created_at)?;
         let mut job = old.clone();
@@ -173,20 +152,10 @@ impl State {
     }
 
     fn delete_job(&mut self, name: &str) -> Result<Response, ApplyError> {
-        let job = self
-            .data
-            .jobs
-            .remove(name)
-            .ok_or_else(|| ApplyError::job_not_found(name))?;
+        let job = self.data.jobs.remove(name).ok_or_else(|| ApplyError::job_not_found(name))?;
         self.unindex_job(&job);
         self.names.remove(&job.uid);
-        let seqs: Vec<u64> = self
-            .history
-            .get(&job.uid)
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect();
+        let seqs: Vec<u64> = self.history.get(&job.uid).into_iter().flatten().copied().collect();
         let mut unfinished = false;
         for seq in seqs {
             if self.data.fires[&seq].status.is_finished() {
@@ -201,18 +170,8 @@ impl State {
         Ok(Response::Deleted)
     }
 
-    fn set_paused(
-        &mut self,
-        name: &str,
-        paused: bool,
-        now: DateTime<Utc>,
-    ) -> Result<Response, ApplyError> {
-        let old = self
-            .data
-            .jobs
-            .get(name)
-            .ok_or_else(|| ApplyError::job_not_found(name))?
-            .clone();
+    fn set_paused(&mut self, name: &str, paused: bool, now: DateTime<Utc>) -> Result<Response, ApplyError> {
+        let old = self.data.jobs.get(name).ok_or_else(|| ApplyError::job_not_found(name))?.clone();
         let mut job = old.clone();
         if job.spec.paused != paused {
             job.spec.paused = paused;
@@ -223,25 +182,11 @@ impl State {
         Ok(Response::Job { job: Box::new(job) })
     }
 
-    fn trigger(
-        &mut self,
-        index: u64,
-        name: &str,
-        now: DateTime<Utc>,
-        assign: Assignment,
-    ) -> Result<Response, ApplyError> {
-        let job = self
-            .data
-            .jobs
-            .get(name)
-            .ok_or_else(|| ApplyError::job_not_found(name))?;
+    fn trigger(&mut self, index: u64, name: &str, now: DateTime<Utc>) -> Result<Response, ApplyError> {
+        let job = self.data.jobs.get(name).ok_or_else(|| ApplyError::job_not_found(name))?;
         let key = FireKey::manual(job.uid, index);
-        let mut fire = new_fire(key, job, now, now, true);
-        let dispatch = dispatch_fire(&mut fire, 1, assign);
-        self.insert_fire(fire);
-        Ok(Response::Dispatches {
-            dispatches: vec![dispatch],
-        })
+        self.insert_fire(new_fire(key.clone(), job, now, now, true));
+        Ok(Response::Triggered { key })
     }
 
     /// Replaces `old` by `job`, keeping the due index in step.
@@ -265,12 +210,7 @@ impl State {
 
     // ---- fires ------------------------------------------------------------------------------
 
-    fn fire(
-        &mut self,
-        now: DateTime<Utc>,
-        claims: Vec<Claim>,
-        redispatches: Vec<Redispatch>,
-    ) -> Response {
+    fn fire(&mut self, now: DateTime<Utc>, claims: Vec<Claim>, redispatches: Vec<Redispatch>) -> Response {
         let mut dispatches = Vec::new();
         for claim in claims {
             dispatches.extend(self.claim(now, claim));
@@ -316,9 +256,10 @@ impl State {
             }
             let plus = if missed >= MAX_CATCH_UP { "+" } else { "" };
             match misfire.policy {
-                MisfireAction::FireAll => {
-                    (claim.scheduled_at, Some(format!("misfire: late by {}s, delivered (fire_all)", late.num_seconds())))
-                }
+                MisfireAction::FireAll => (
+                    claim.scheduled_at,
+                    Some(format!("misfire: late by {}s, delivered (fire_all)", late.num_seconds())),
+                ),
                 MisfireAction::FireOnce => (
                     last,
                     Some(format!(
@@ -351,16 +292,10 @@ impl State {
         fire.note = note;
 
         let running = self.job_fires(job.uid).any(|f| f.status.is_in_flight());
-        let buffered = self
-            .job_fires(job.uid)
-            .any(|f| f.status == FireStatus::Queued);
+        let buffered = self.job_fires(job.uid).any(|f| f.status == FireStatus::Queued);
         let overlap_note = match job.spec.overlap {
-            OverlapPolicy::Forbid if running => {
-                Some("overlap: previous fire still running (forbid)")
-            }
-            OverlapPolicy::BufferOne if running && buffered => {
-                Some("overlap: a fire is already buffered (buffer_one)")
-            }
+            OverlapPolicy::Forbid if running => Some("overlap: previous fire still running (forbid)"),
+            OverlapPolicy::BufferOne if running && buffered => Some("overlap: a fire is already buffered (buffer_one)"),
             OverlapPolicy::BufferOne if running => {
                 fire.status = FireStatus::Queued;
                 self.insert_fire(fire);
@@ -409,10 +344,7 @@ impl State {
                 continue;
             }
             let mut fire = fire.clone();
-            let policy = self
-                .job_by_uid(fire.job_uid)
-                .map(|j| j.spec.retry)
-                .unwrap_or_default();
+            let policy = self.job_by_uid(fire.job_uid).map(|j| j.spec.retry).unwrap_or_default();
             let decision = match c.attempt.class {
                 ResultClass::Success => None,
                 _ => Some(retry::decide(&policy, &fire, &c.attempt, now)),
@@ -436,32 +368,24 @@ impl State {
     }
 
     fn requeue(&mut self, key: &FireKey, now: DateTime<Utc>) -> Result<Response, ApplyError> {
-        let seq = *self.keys.get(key).ok_or_else(|| ApplyError::NotFound {
-            what: "execution".into(),
-            name: key.0.clone(),
-        })?;
+        let seq = *self
+            .keys
+            .get(key)
+            .ok_or_else(|| ApplyError::NotFound { what: "execution".into(), name: key.0.clone() })?;
         let mut fire = self.data.fires[&seq].clone();
         if fire.status != FireStatus::DeadLettered {
             return Err(ApplyError::Conflict {
-                message: format!(
-                    "execution {key} is {}, not dead_lettered",
-                    fire.status.as_str()
-                ),
+                message: format!("execution {key} is {}, not dead_lettered", fire.status.as_str()),
             });
         }
         if self.job_by_uid(fire.job_uid).is_none() {
-            return Err(ApplyError::Conflict {
-                message: format!("the job of execution {key} was deleted"),
-            });
+            return Err(ApplyError::Conflict { message: format!("the job of execution {key} was deleted") });
         }
         fire.status = FireStatus::Queued;
         fire.budget_base = fire.attempt;
         fire.budget_since = now;
         fire.finished_at = None;
-        fire.note = Some(format!(
-            "requeued at {}",
-            now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        ));
+        fire.note = Some(format!("requeued at {}", now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
         self.replace_fire(seq, fire);
         Ok(Response::None)
     }
@@ -482,17 +406,11 @@ impl State {
     fn replace_fire(&mut self, seq: u64, fire: Fire) {
         let old = &self.data.fires[&seq];
         self.by_status.remove(&(old.status, seq));
-        if let Some(at) = old
-            .next_attempt_at
-            .filter(|_| old.status == FireStatus::RetryWaiting)
-        {
+        if let Some(at) = old.next_attempt_at.filter(|_| old.status == FireStatus::RetryWaiting) {
             self.retries.remove(&(at.timestamp_millis(), seq));
         }
         self.by_status.insert((fire.status, seq));
-        if let Some(at) = fire
-            .next_attempt_at
-            .filter(|_| fire.status == FireStatus::RetryWaiting)
-        {
+        if let Some(at) = fire.next_attempt_at.filter(|_| fire.status == FireStatus::RetryWaiting) {
             self.retries.insert((at.timestamp_millis(), seq));
         }
         let uid = fire.job_uid;
@@ -509,10 +427,7 @@ impl State {
         };
         self.keys.remove(&fire.key);
         self.by_status.remove(&(fire.status, seq));
-        if let Some(at) = fire
-            .next_attempt_at
-            .filter(|_| fire.status == FireStatus::RetryWaiting)
-        {
+        if let Some(at) = fire.next_attempt_at.filter(|_| fire.status == FireStatus::RetryWaiting) {
             self.retries.remove(&(at.timestamp_millis(), seq));
         }
         if let Some(h) = self.history.get_mut(&fire.job_uid) {
@@ -528,18 +443,8 @@ impl State {
     fn prune_history(&mut self, uid: JobUid) {
         let retired = self.data.retired.contains_key(&uid);
         let limit = if retired { 0 } else { self.data.history_limit };
-        let seqs: Vec<u64> = self
-            .history
-            .get(&uid)
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect();
-        let finished: Vec<u64> = seqs
-            .iter()
-            .copied()
-            .filter(|s| self.data.fires[s].status.is_finished())
-            .collect();
+        let seqs: Vec<u64> = self.history.get(&uid).into_iter().flatten().copied().collect();
+        let finished: Vec<u64> = seqs.iter().copied().filter(|s| self.data.fires[s].status.is_finished()).collect();
         let excess = finished.len().saturating_sub(limit);
         for seq in finished.into_iter().take(excess) {
             self.remove_fire(seq);
@@ -571,10 +476,7 @@ impl State {
             Some(a) => Bound::Excluded(a.to_string()),
             None => Bound::Unbounded,
         };
-        self.data
-            .jobs
-            .range((start, Bound::Unbounded))
-            .map(|(_, j)| j)
+        self.data.jobs.range((start, Bound::Unbounded)).map(|(_, j)| j)
     }
 
     /// Number of live jobs.
@@ -595,63 +497,43 @@ impl State {
     ) -> Box<dyn Iterator<Item = &Fire> + '_> {
         let before = before.unwrap_or(u64::MAX);
         match status {
-            Some(st) => Box::new(
-                self.by_status
-                    .range((st, 0)..(st, before))
-                    .rev()
-                    .map(move |(_, seq)| &self.data.fires[seq]),
-            ),
+            Some(st) => {
+                Box::new(self.by_status.range((st, 0)..(st, before)).rev().map(move |(_, seq)| &self.data.fires[seq]))
+            }
             None => Box::new(self.data.fires.range(..before).rev().map(|(_, f)| f)),
         }
     }
 
     /// A job's fires, oldest first.
     pub fn job_fires(&self, uid: JobUid) -> impl DoubleEndedIterator<Item = &Fire> + '_ {
-        self.history
-            .get(&uid)
-            .into_iter()
-            .flatten()
-            .map(move |seq| &self.data.fires[seq])
+        self.history.get(&uid).into_iter().flatten().map(move |seq| &self.data.fires[seq])
     }
 
     /// Fires with a given status, oldest first.
     pub fn fires_with_status(&self, status: FireStatus) -> impl Iterator<Item = &Fire> + '_ {
-        self.by_status
-            .range((status, 0)..=(status, u64::MAX))
-            .map(move |(_, seq)| &self.data.fires[seq])
+        self.by_status.range((status, 0)..=(status, u64::MAX)).map(move |(_, seq)| &self.data.fires[seq])
     }
 
     /// Number of fires with a given status.
     pub fn count_status(&self, status: FireStatus) -> usize {
-        self.by_status
-            .range((status, 0)..=(status, u64::MAX))
-            .count()
+        self.by_status.range((status, 0)..=(status, u64::MAX)).count()
     }
 
     pub(crate) fn due_jobs(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Job> + '_ {
         let now = now.timestamp_millis();
-        self.due
-            .iter()
-            .take_while(move |(due, _)| *due <= now)
-            .filter_map(move |(_, uid)| self.job_by_uid(*uid))
+        self.due.iter().take_while(move |(due, _)| *due <= now).filter_map(move |(_, uid)| self.job_by_uid(*uid))
     }
 
     pub(crate) fn due_retries(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Fire> + '_ {
         let now = now.timestamp_millis();
-        self.retries
-            .iter()
-            .take_while(move |(at, _)| *at <= now)
-            .map(move |(_, seq)| &self.data.fires[seq])
+        self.retries.iter().take_while(move |(at, _)| *at <= now).map(move |(_, seq)| &self.data.fires[seq])
     }
 
     /// The earliest instant at which a job or a retry falls due, for the ticker's sleep.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
         let job = self.due.first().map(|(ms, _)| *ms);
         let retry = self.retries.first().map(|(ms, _)| *ms);
-        job.into_iter()
-            .chain(retry)
-            .min()
-            .and_then(DateTime::from_timestamp_millis)
+        job.into_iter().chain(retry).min().and_then(DateTime::from_timestamp_millis)
     }
 }
 
@@ -661,24 +543,12 @@ pub fn due_at(job: &Job) -> Option<DateTime<Utc>> {
         return None;
     }
     let at = job.next_fire_at?;
-    let jitter = job
-        .spec
-        .schedule
-        .jitter
-        .as_deref()
-        .and_then(|j| parse_duration(j).ok())
-        .unwrap_or_default();
+    let jitter = job.spec.schedule.jitter.as_deref().and_then(|j| parse_duration(j).ok()).unwrap_or_default();
     let offset = jitter_offset(jitter, FireKey::scheduled(job.uid, at).as_str());
     Some(at + chrono::Duration::milliseconds(offset.as_millis() as i64))
 }
 
-fn new_fire(
-    key: FireKey,
-    job: &Job,
-    scheduled_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-    manual: bool,
-) -> Fire {
+fn new_fire(key: FireKey, job: &Job, scheduled_at: DateTime<Utc>, now: DateTime<Utc>, manual: bool) -> Fire {
     Fire {
         key,
         seq: 0,

@@ -17,17 +17,15 @@ use std::error::Error;
 use std::fmt::Write as _;
 
 use belfry_core::{
-    Assignment, Attempt, Claim, Command, Completion, FireKey, HttpTarget, JobSpec, Redispatch,
-    Response, ResultClass, State,
+    Assignment, Attempt, Claim, Command, Completion, FireKey, HttpTarget, JobSpec, Redispatch, Response, ResultClass,
+    State,
 };
 use belfry_schedule::ScheduleSpec;
 use chrono::{DateTime, Duration, Utc};
 use goldenscript::Command as Line;
 
 fn base() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc)
 }
 
 fn at(secs: f64) -> DateTime<Utc> {
@@ -80,9 +78,7 @@ impl Runner {
                 Some("cron") => schedule.cron = Some(v.into()),
                 Some("tz") => schedule.timezone = Some(v.into()),
                 Some("at") => schedule.at = Some(belfry_core::api::rfc3339(at(v.parse()?))),
-                Some("start") => {
-                    schedule.start_at = Some(belfry_core::api::rfc3339(at(v.parse()?)))
-                }
+                Some("start") => schedule.start_at = Some(belfry_core::api::rfc3339(at(v.parse()?))),
                 Some("jitter") => schedule.jitter = Some(v.into()),
                 Some("overlap") => spec.overlap = serde_json::from_value(v.into())?,
                 Some("misfire") => spec.misfire.policy = serde_json::from_value(v.into())?,
@@ -111,29 +107,20 @@ impl Runner {
                 job.version,
                 job.next_fire_at.map(show).unwrap_or("none".into())
             )?,
-            Response::Dispatches { dispatches } if dispatches.is_empty() => {
-                writeln!(out, "nothing dispatched")?
-            }
+            Response::Dispatches { dispatches } if dispatches.is_empty() => writeln!(out, "nothing dispatched")?,
             Response::Dispatches { dispatches } => {
                 for d in dispatches {
-                    writeln!(
-                        out,
-                        "dispatch {} attempt={} worker={} term={}",
-                        d.key, d.attempt, d.worker, d.term
-                    )?;
+                    writeln!(out, "dispatch {} attempt={} worker={} term={}", d.key, d.attempt, d.worker, d.term)?;
                 }
             }
+            Response::Triggered { key } => writeln!(out, "triggered {key}")?,
             Response::Rejected { error } => writeln!(out, "rejected: {error}")?,
         }
         Ok(())
     }
 }
 
-fn num<T: std::str::FromStr>(
-    line: &Line,
-    key: &str,
-    default: Option<T>,
-) -> Result<T, Box<dyn Error>>
+fn num<T: std::str::FromStr>(line: &Line, key: &str, default: Option<T>) -> Result<T, Box<dyn Error>>
 where
     T::Err: Error + 'static,
 {
@@ -143,14 +130,8 @@ where
     }
 }
 
-fn pos<'a>(line: &'a Line) -> Result<&'a str, Box<dyn Error>> {
-    Ok(line
-        .args
-        .first()
-        .filter(|a| a.key.is_none())
-        .ok_or("a name or key is required")?
-        .value
-        .as_str())
+fn pos(line: &Line) -> Result<&str, Box<dyn Error>> {
+    Ok(line.args.first().filter(|a| a.key.is_none()).ok_or("a name or key is required")?.value.as_str())
 }
 
 impl goldenscript::Runner for Runner {
@@ -172,11 +153,7 @@ impl goldenscript::Runner for Runner {
                     .find(|a| a.key.as_deref() == Some("if_version"))
                     .map(|a| a.value.parse())
                     .transpose()?;
-                self.apply(Command::ReplaceJob {
-                    spec,
-                    if_version,
-                    now,
-                })
+                self.apply(Command::ReplaceJob { spec, if_version, now })
             }
             "tick" => {
                 let now = now()?;
@@ -189,26 +166,11 @@ impl goldenscript::Runner for Runner {
                 let claims = due
                     .claims
                     .into_iter()
-                    .map(|(job_uid, scheduled_at)| Claim {
-                        job_uid,
-                        scheduled_at,
-                        assign,
-                    })
+                    .map(|(job_uid, scheduled_at)| Claim { job_uid, scheduled_at, assign })
                     .collect();
-                let redispatches = due
-                    .redispatches
-                    .into_iter()
-                    .map(|(key, attempt)| Redispatch {
-                        key,
-                        attempt,
-                        assign,
-                    })
-                    .collect();
-                self.apply(Command::Fire {
-                    now,
-                    claims,
-                    redispatches,
-                })
+                let redispatches =
+                    due.redispatches.into_iter().map(|(key, attempt)| Redispatch { key, attempt, assign }).collect();
+                self.apply(Command::Fire { now, claims, redispatches })
             }
             "claim" => {
                 let now = now()?;
@@ -218,16 +180,8 @@ impl goldenscript::Runner for Runner {
                     term: num(line, "term", Some(1))?,
                     lease_until: now + Duration::seconds(10),
                 };
-                let claim = Claim {
-                    job_uid: job.uid,
-                    scheduled_at: at(num(line, "at", None)?),
-                    assign,
-                };
-                self.apply(Command::Fire {
-                    now,
-                    claims: vec![claim],
-                    redispatches: vec![],
-                })
+                let claim = Claim { job_uid: job.uid, scheduled_at: at(num(line, "at", None)?), assign };
+                self.apply(Command::Fire { now, claims: vec![claim], redispatches: vec![] })
             }
             "redispatch" => {
                 let now = now()?;
@@ -236,24 +190,13 @@ impl goldenscript::Runner for Runner {
                     term: num(line, "term", Some(1))?,
                     lease_until: now + Duration::seconds(10),
                 };
-                let r = Redispatch {
-                    key: FireKey(pos(line)?.into()),
-                    attempt: num(line, "attempt", None)?,
-                    assign,
-                };
-                self.apply(Command::Fire {
-                    now,
-                    claims: vec![],
-                    redispatches: vec![r],
-                })
+                let r = Redispatch { key: FireKey(pos(line)?.into()), attempt: num(line, "attempt", None)?, assign };
+                self.apply(Command::Fire { now, claims: vec![], redispatches: vec![r] })
             }
             "complete" => {
                 let now = now()?;
-                let status = line
-                    .args
-                    .iter()
-                    .find(|a| a.key.as_deref() == Some("status"))
-                    .ok_or("status= is required")?;
+                let status =
+                    line.args.iter().find(|a| a.key.as_deref() == Some("status")).ok_or("status= is required")?;
                 let (class, http_status, error) = match status.value.parse::<u16>() {
                     Ok(code) => (ResultClass::of_status(code), Some(code), None),
                     Err(_) => (ResultClass::Retryable, None, Some(status.value.clone())),
@@ -276,40 +219,14 @@ impl goldenscript::Runner for Runner {
                 };
                 self.apply(Command::Complete {
                     now,
-                    completions: vec![Completion {
-                        key: FireKey(pos(line)?.into()),
-                        attempt,
-                    }],
+                    completions: vec![Completion { key: FireKey(pos(line)?.into()), attempt }],
                 })
             }
-            "pause" => self.apply(Command::PauseJob {
-                name: pos(line)?.into(),
-                now: now()?,
-            }),
-            "resume" => self.apply(Command::ResumeJob {
-                name: pos(line)?.into(),
-                now: now()?,
-            }),
-            "delete" => self.apply(Command::DeleteJob {
-                name: pos(line)?.into(),
-            }),
-            "requeue" => self.apply(Command::Requeue {
-                key: FireKey(pos(line)?.into()),
-                now: now()?,
-            }),
-            "trigger" => {
-                let now = now()?;
-                let assign = Assignment {
-                    worker: 3,
-                    term: 1,
-                    lease_until: now + Duration::seconds(10),
-                };
-                self.apply(Command::TriggerJob {
-                    name: pos(line)?.into(),
-                    now,
-                    assign,
-                })
-            }
+            "pause" => self.apply(Command::PauseJob { name: pos(line)?.into(), now: now()? }),
+            "resume" => self.apply(Command::ResumeJob { name: pos(line)?.into(), now: now()? }),
+            "delete" => self.apply(Command::DeleteJob { name: pos(line)?.into() }),
+            "requeue" => self.apply(Command::Requeue { key: FireKey(pos(line)?.into()), now: now()? }),
+            "trigger" => self.apply(Command::TriggerJob { name: pos(line)?.into(), now: now()? }),
             "jobs" => {
                 for job in self.state.jobs_after(None) {
                     writeln!(
@@ -328,10 +245,7 @@ impl goldenscript::Runner for Runner {
                 let filter = line.args.first().map(|a| a.value.clone());
                 let mut fires: Vec<_> = self.state.fires_before(None, None).collect();
                 fires.reverse();
-                for f in fires
-                    .into_iter()
-                    .filter(|f| filter.as_ref().is_none_or(|n| *n == f.job_name))
-                {
+                for f in fires.into_iter().filter(|f| filter.as_ref().is_none_or(|n| *n == f.job_name)) {
                     write!(
                         out,
                         "{} {} at={} status={} attempt={}",
@@ -361,10 +275,7 @@ impl goldenscript::Runner for Runner {
 #[test]
 fn golden_scripts() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     paths.sort();
     assert!(!paths.is_empty(), "no scripts in {}", dir.display());
     for path in paths {
