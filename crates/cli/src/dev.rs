@@ -1,0 +1,92 @@
+//! `belfry dev`: a 3-node cluster on loopback, a demo sink and a demo job, in one process.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Flags of `belfry dev`.
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Folder for the three nodes' data (`<dir>/1`, `<dir>/2`, `<dir>/3`).
+    #[arg(long, env = "BELFRY_DEV_DIR", default_value = "./belfry-dev")]
+    pub data_dir: PathBuf,
+    /// First HTTP port: nodes listen on PORT, PORT+1, PORT+2; gRPC on PORT+100...
+    #[arg(long, default_value_t = 7101)]
+    pub base_port: u16,
+    /// Port of the demo sink.
+    #[arg(long, default_value_t = 7300)]
+    pub sink_port: u16,
+}
+
+/// Starts three nodes, the sink and a demo job; runs until Ctrl-C.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    use std::net::{Ipv4Addr, SocketAddr};
+    crate::serve::init_logging("text");
+    let ip = Ipv4Addr::LOCALHOST;
+    let http = |i: u16| SocketAddr::from((ip, args.base_port + i));
+    let grpc = |i: u16| SocketAddr::from((ip, args.base_port + 100 + i));
+    let members: Vec<(u64, String)> = (0..3).map(|i| (u64::from(i) + 1, grpc(i).to_string())).collect();
+
+    let sink_addr = SocketAddr::from((ip, args.sink_port));
+    let (sink_addr, sink) = belfry_node::sink::bind(sink_addr, Default::default()).await?;
+
+    let mut nodes = Vec::new();
+    for i in 0..3u16 {
+        let id = u64::from(i) + 1;
+        let mut c = belfry_node::Config::new(id, http(i), grpc(i), args.data_dir.join(id.to_string()));
+        c.initial_cluster = members.clone();
+        nodes.push(belfry_node::Node::start(c).await?);
+    }
+
+    let endpoint = format!("http://{}", http(0));
+    let sink_url = format!("http://{sink_addr}/demo");
+    create_demo_job(&endpoint, &sink_url).await;
+
+    println!();
+    println!("belfry dev: a 3-node cluster on loopback, data in {}", args.data_dir.display());
+    for i in 0..3u16 {
+        println!("  node {}  http://{}  (gRPC {})", i + 1, http(i), grpc(i));
+    }
+    println!("  sink    http://{sink_addr}  (received deliveries: http://{sink_addr}/_sink/deliveries)");
+    println!("  admin   {endpoint}/");
+    println!();
+    println!("Try:");
+    println!("  belfry job list");
+    println!("  belfry exec list --job demo");
+    println!("  curl -s {endpoint}/v1/cluster");
+    println!();
+    println!("Ctrl-C stops the cluster; run `belfry dev` again to restart it with its data.");
+
+    crate::serve::wait_for_signal().await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    sink.abort();
+    Ok(())
+}
+
+/// Creates the demo job (a POST to the sink every 10 s) once a leader is up; keeps it if it
+/// exists from an earlier run.
+async fn create_demo_job(endpoint: &str, sink_url: &str) {
+    let client = match belfry_client::Client::new(endpoint) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "demo job not created");
+            return;
+        }
+    };
+    let spec: belfry_core::JobSpec = serde_json::from_value(serde_json::json!({
+        "name": "demo",
+        "schedule": {"every": "10s"},
+        "target": {"url": sink_url, "method": "POST", "body": "{\"hello\":\"belfry\"}"}
+    }))
+    .expect("the demo job spec is valid JSON");
+    for _ in 0..50 {
+        match client.create_job(&spec).await {
+            Ok(_) => return,
+            Err(e) if e.to_string().contains("already exists") => return,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+    tracing::warn!("demo job not created: no leader after 10 s");
+}

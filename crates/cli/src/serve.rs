@@ -1,0 +1,119 @@
+//! `belfry serve`: run one node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Flags of `belfry serve`; each also reads `BELFRY_<FLAG>` from the environment.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// This node's raft id (unique in the cluster, never reused).
+    #[arg(long, env = "BELFRY_ID", default_value_t = 1)]
+    pub id: u64,
+    /// HTTP API address to listen on.
+    #[arg(long, env = "BELFRY_HTTP_ADDR", default_value = "127.0.0.1:7101")]
+    pub http_addr: SocketAddr,
+    /// gRPC address to listen on (raft, deliveries, forwarding).
+    #[arg(long, env = "BELFRY_GRPC_ADDR", default_value = "127.0.0.1:7201")]
+    pub grpc_addr: SocketAddr,
+    /// Address peers use to reach this node's gRPC port, when it differs from --grpc-addr
+    /// (containers listening on 0.0.0.0).
+    #[arg(long, env = "BELFRY_ADVERTISE_GRPC_ADDR")]
+    pub advertise_grpc_addr: Option<String>,
+    /// Address others use to reach this node's HTTP API, when it differs from --http-addr.
+    #[arg(long, env = "BELFRY_ADVERTISE_HTTP_ADDR")]
+    pub advertise_http_addr: Option<String>,
+    /// Where the node keeps its log, snapshots and delivery ledger.
+    #[arg(long, env = "BELFRY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The founding members, `id=grpc_host:port,...`; the same on every founding node.
+    #[arg(long, env = "BELFRY_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// HTTP URL of any member of a running cluster to join as a new node.
+    #[arg(long, env = "BELFRY_JOIN")]
+    pub join: Option<String>,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, env = "BELFRY_HEARTBEAT_MS", default_value_t = 150)]
+    pub heartbeat_ms: u64,
+    /// Lower bound of the election timeout in milliseconds (the upper bound is twice it).
+    #[arg(long, env = "BELFRY_ELECTION_TIMEOUT_MS", default_value_t = 700)]
+    pub election_timeout_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    #[arg(long, env = "BELFRY_SNAPSHOT_LOGS", default_value_t = 5000)]
+    pub snapshot_logs: u64,
+    /// How long a worker may take to start a delivery it was handed, in milliseconds.
+    #[arg(long, env = "BELFRY_LEASE_MS", default_value_t = 5000)]
+    pub lease_ms: u64,
+    /// Largest clock difference assumed between nodes, in milliseconds (lease safety margin).
+    #[arg(long, env = "BELFRY_MAX_CLOCK_SKEW_MS", default_value_t = 500)]
+    pub max_clock_skew_ms: u64,
+    /// Secret for `Belfry-Signature` on every delivery (HMAC-SHA256); unsigned when absent.
+    #[arg(long, env = "BELFRY_SIGNING_SECRET", hide_env_values = true)]
+    pub signing_secret: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "BELFRY_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// Installs the log subscriber: text by default, JSON lines with `--log-format json`.
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BELFRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+impl ServeArgs {
+    /// The node configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<belfry_node::Config> {
+        let mut c = belfry_node::Config::new(self.id, self.http_addr, self.grpc_addr, self.data_dir.clone());
+        c.advertise_grpc = self.advertise_grpc_addr.clone().unwrap_or_else(|| self.grpc_addr.to_string());
+        c.advertise_http = self.advertise_http_addr.clone().unwrap_or_else(|| self.http_addr.to_string());
+        if let Some(ic) = &self.initial_cluster {
+            c.initial_cluster = belfry_node::config::parse_initial_cluster(ic)
+                .map_err(|e| anyhow::anyhow!("--initial-cluster: {e}"))?;
+        }
+        c.join = self.join.clone();
+        c.heartbeat = std::time::Duration::from_millis(self.heartbeat_ms);
+        c.election_timeout = std::time::Duration::from_millis(self.election_timeout_ms);
+        if self.election_timeout_ms <= self.heartbeat_ms * 2 {
+            anyhow::bail!("--election-timeout-ms must be more than twice --heartbeat-ms");
+        }
+        c.snapshot_logs = self.snapshot_logs;
+        c.lease = std::time::Duration::from_millis(self.lease_ms);
+        c.max_clock_skew = std::time::Duration::from_millis(self.max_clock_skew_ms);
+        c.signing_secret = self.signing_secret.clone();
+        Ok(c)
+    }
+}
+
+/// Runs one node until SIGINT or SIGTERM, then shuts it down and returns.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let node = belfry_node::Node::start(args.config()?).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

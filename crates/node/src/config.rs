@@ -1,0 +1,75 @@
+//! A node's configuration, as the binary's flags produce it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Raft node id.
+    pub id: u64,
+    /// HTTP API listen address.
+    pub http_addr: SocketAddr,
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// HTTP address others use to reach this node.
+    pub advertise_http: String,
+    /// gRPC address peers use to reach this node (its address in the raft membership).
+    pub advertise_grpc: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Founding members `(id, grpc address)`; empty for a single node or a joining one.
+    pub initial_cluster: Vec<(u64, String)>,
+    /// HTTP URL of a member to join through.
+    pub join: Option<String>,
+    /// Raft heartbeat interval.
+    pub heartbeat: Duration,
+    /// Minimum election timeout (the maximum is twice it).
+    pub election_timeout: Duration,
+    /// Log entries between snapshots.
+    pub snapshot_logs: u64,
+    /// How long a worker may take to start a delivery.
+    pub lease: Duration,
+    /// Largest clock difference assumed between nodes.
+    pub max_clock_skew: Duration,
+    /// Cluster-wide delivery signing secret.
+    pub signing_secret: Option<String>,
+}
+
+impl Config {
+    /// A configuration with the defaults of `belfry serve`, for tests and `belfry dev`.
+    pub fn new(id: u64, http_addr: SocketAddr, grpc_addr: SocketAddr, data_dir: PathBuf) -> Config {
+        Config {
+            id,
+            http_addr,
+            grpc_addr,
+            advertise_http: http_addr.to_string(),
+            advertise_grpc: grpc_addr.to_string(),
+            data_dir,
+            initial_cluster: Vec::new(),
+            join: None,
+            heartbeat: Duration::from_millis(150),
+            election_timeout: Duration::from_millis(700),
+            snapshot_logs: 5000,
+            lease: Duration::from_secs(5),
+            max_clock_skew: Duration::from_millis(500),
+            signing_secret: None,
+        }
+    }
+}
+
+/// Parses `--initial-cluster` (`1=host:port,2=host:port`).
+pub fn parse_initial_cluster(s: &str) -> Result<Vec<(u64, String)>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|part| {
+            let (id, addr) = part.trim().split_once('=').ok_or_else(|| format!("{part:?}: expected id=host:port"))?;
+            let id: u64 = id.parse().map_err(|_| format!("{part:?}: node id must be a number"))?;
+            if !addr.contains(':') {
+                return Err(format!("{part:?}: address must be host:port"));
+            }
+            Ok((id, addr.to_string()))
+        })
+        .collect()
+}

@@ -1,0 +1,84 @@
+//! `/v1/executions` and `/v1/dead-letters`.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use belfry_core::api::{ExecutionList, ExecutionView};
+use belfry_core::{Command, FireKey, FireStatus, Response};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::jobs::page_limit;
+use super::Api;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    job: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn list_fires(ctx: &Api, q: ListQuery, status: Option<FireStatus>) -> Result<ExecutionList, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::invalid("cursor", "not a cursor from a previous page"))?),
+    };
+    let applied = ctx.shared.read();
+    let mut executions: Vec<ExecutionView> = applied
+        .state
+        .fires_before(before, status)
+        .filter(|f| q.job.as_ref().is_none_or(|j| *j == f.job_name))
+        .take(limit + 1)
+        .map(|f| ExecutionView::of(f, false))
+        .collect();
+    let mut next_cursor = None;
+    if executions.len() > limit {
+        executions.truncate(limit);
+        let last = executions.last().map(|e| e.key.clone()).unwrap_or_default();
+        next_cursor = applied.state.fire_by_key(&FireKey(last)).map(|f| f.seq.to_string());
+    }
+    Ok(ExecutionList { executions, next_cursor })
+}
+
+pub async fn list(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<Json<ExecutionList>, ApiError> {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(FireStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid(
+                "status",
+                "must be one of queued, dispatched, retry_waiting, succeeded, dead_lettered, skipped",
+            )
+        })?),
+    };
+    ctx.linearize().await?;
+    Ok(Json(list_fires(&ctx, q, status)?))
+}
+
+pub async fn get(State(ctx): State<Api>, Path(key): Path<String>) -> Result<Json<ExecutionView>, ApiError> {
+    ctx.linearize().await?;
+    let applied = ctx.shared.read();
+    let fire = applied.state.fire_by_key(&FireKey(key.clone())).ok_or_else(|| ApiError::not_found("execution", &key))?;
+    Ok(Json(ExecutionView::of(fire, true)))
+}
+
+pub async fn dead_letters(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<Json<ExecutionList>, ApiError> {
+    ctx.linearize().await?;
+    Ok(Json(list_fires(&ctx, q, Some(FireStatus::DeadLettered))?))
+}
+
+pub async fn requeue(State(ctx): State<Api>, Path(key): Path<String>) -> Result<Json<ExecutionView>, ApiError> {
+    let (index, response) = ctx.propose(Command::Requeue { key: FireKey(key.clone()), now: Utc::now() }).await?;
+    if let Response::Rejected { error } = response {
+        return Err(error.into());
+    }
+    ctx.raft
+        .wait(Some(std::time::Duration::from_secs(5)))
+        .applied_index_at_least(Some(index), "requeue")
+        .await
+        .map_err(|e| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "no_leader", e.to_string()))?;
+    let applied = ctx.shared.read();
+    let fire = applied.state.fire_by_key(&FireKey(key.clone())).ok_or_else(|| ApiError::not_found("execution", &key))?;
+    Ok(Json(ExecutionView::of(fire, true)))
+}

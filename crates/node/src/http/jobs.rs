@@ -1,0 +1,179 @@
+//! `/v1/jobs` and `/v1/schedule/preview`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use belfry_core::api::{rfc3339, ExecutionView, Instants, JobList, JobView, PreviewRequest};
+use belfry_core::{Command, JobSpec, Response};
+use belfry_schedule::Schedule;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::error::{ApiError, Body};
+use super::Api;
+
+/// Most items one page may hold.
+pub const MAX_PAGE: usize = 1000;
+/// Default page size.
+pub const DEFAULT_PAGE: usize = 100;
+
+fn job_response(response: Response) -> Result<Json<JobView>, ApiError> {
+    match response {
+        Response::Job { job } => Ok(Json(JobView::from(job.as_ref()))),
+        Response::Rejected { error } => Err(error.into()),
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    }
+}
+
+pub async fn create(State(ctx): State<Api>, Body(spec): Body<JobSpec>) -> Result<impl IntoResponse, ApiError> {
+    let now = Utc::now();
+    spec.validate(now)?;
+    let (_, response) = ctx.propose(Command::CreateJob { spec, now }).await?;
+    Ok((StatusCode::CREATED, job_response(response)?))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    paused: Option<bool>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub async fn list(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<Json<JobList>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    ctx.linearize().await?;
+    let applied = ctx.shared.read();
+    let mut jobs: Vec<JobView> = applied
+        .state
+        .jobs_after(q.cursor.as_deref())
+        .filter(|j| q.paused.is_none_or(|p| j.spec.paused == p))
+        .take(limit + 1)
+        .map(JobView::from)
+        .collect();
+    let next_cursor = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.name.clone())
+    } else {
+        None
+    };
+    Ok(Json(JobList { jobs, next_cursor }))
+}
+
+/// Checks `limit` (1..=1000, default 100).
+pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_PAGE}"))),
+    }
+}
+
+pub async fn get(State(ctx): State<Api>, Path(name): Path<String>) -> Result<Json<JobView>, ApiError> {
+    ctx.linearize().await?;
+    let applied = ctx.shared.read();
+    applied.state.job(&name).map(|j| Json(JobView::from(j))).ok_or_else(|| ApiError::not_found("job", &name))
+}
+
+pub async fn replace(
+    State(ctx): State<Api>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Body(spec): Body<JobSpec>,
+) -> Result<Json<JobView>, ApiError> {
+    if spec.name != name {
+        return Err(ApiError::invalid("name", format!("must match the path ({name})")));
+    }
+    let if_version = match headers.get(axum::http::header::IF_MATCH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::invalid("If-Match", "must be a job version number"))?,
+        ),
+    };
+    let now = Utc::now();
+    spec.validate(now)?;
+    let (_, response) = ctx.propose(Command::ReplaceJob { spec, if_version, now }).await?;
+    job_response(response)
+}
+
+pub async fn delete(State(ctx): State<Api>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    match ctx.propose(Command::DeleteJob { name }).await?.1 {
+        Response::Rejected { error } => Err(error.into()),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+pub async fn pause(State(ctx): State<Api>, Path(name): Path<String>) -> Result<Json<JobView>, ApiError> {
+    job_response(ctx.propose(Command::PauseJob { name, now: Utc::now() }).await?.1)
+}
+
+pub async fn resume(State(ctx): State<Api>, Path(name): Path<String>) -> Result<Json<JobView>, ApiError> {
+    job_response(ctx.propose(Command::ResumeJob { name, now: Utc::now() }).await?.1)
+}
+
+pub async fn trigger(State(ctx): State<Api>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let (index, response) = ctx.propose(Command::TriggerJob { name, now: Utc::now() }).await?;
+    let key = match response {
+        Response::Triggered { key } => key,
+        Response::Rejected { error } => return Err(error.into()),
+        other => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    };
+    // The entry committed; wait until this node has applied it to show the fire.
+    ctx.raft
+        .wait(Some(std::time::Duration::from_secs(5)))
+        .applied_index_at_least(Some(index), "trigger")
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", e.to_string()))?;
+    let applied = ctx.shared.read();
+    let fire = applied.state.fire_by_key(&key).ok_or_else(|| ApiError::not_found("execution", key.as_str()))?;
+    Ok((StatusCode::ACCEPTED, Json(ExecutionView::of(fire, false))))
+}
+
+#[derive(Deserialize)]
+pub struct CountQuery {
+    count: Option<usize>,
+}
+
+fn count(c: Option<usize>) -> Result<usize, ApiError> {
+    match c {
+        None => Ok(10),
+        Some(n) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid("count", "must be between 1 and 1000")),
+    }
+}
+
+pub async fn upcoming(
+    State(ctx): State<Api>,
+    Path(name): Path<String>,
+    Query(q): Query<CountQuery>,
+) -> Result<Json<Instants>, ApiError> {
+    let count = count(q.count)?;
+    ctx.linearize().await?;
+    let applied = ctx.shared.read();
+    let job = applied.state.job(&name).ok_or_else(|| ApiError::not_found("job", &name))?;
+    let schedule = job.schedule()?;
+    let mut instants = Vec::new();
+    if let Some(next) = job.next_fire_at {
+        instants.push(next);
+        instants.extend(schedule.upcoming(next, count - 1));
+    }
+    Ok(Json(Instants { instants: instants.into_iter().map(rfc3339).collect(), description: Some(schedule.describe()) }))
+}
+
+pub async fn preview(Body(req): Body<PreviewRequest>) -> Result<Json<Instants>, ApiError> {
+    let count = count(req.count)?;
+    let now = Utc::now();
+    let after = match req.after.as_deref() {
+        None => now,
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| ApiError::invalid("after", format!("not an RFC 3339 instant: {e}")))?,
+    };
+    let schedule = Schedule::parse(&req.schedule, now).map_err(belfry_core::ApplyError::from)?;
+    let instants = schedule.upcoming(after, count).into_iter().map(rfc3339).collect();
+    Ok(Json(Instants { instants, description: Some(schedule.describe()) }))
+}

@@ -1,0 +1,66 @@
+//! The worker's delivery ledger: a durable record, per `(key, attempt)`, that a send started
+//! and how it ended. Written before and after every send, so a repeated `Deliver` of a finished
+//! attempt returns the recorded outcome instead of sending again, and a new leader can ask
+//! whether an attempt it inherited was sent (`QueryDelivery`).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use belfry_core::Attempt;
+use serde::{Deserialize, Serialize};
+
+/// What the ledger knows of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// The send was about to start at this instant (unix ms).
+    Started { at_ms: i64 },
+    /// The send finished with this outcome.
+    Finished { attempt: Attempt },
+}
+
+/// The ledger, in its own sled tree.
+pub struct Ledger {
+    db: sled::Db,
+    tree: sled::Tree,
+    // A std Mutex: held only to insert, remove or test, never across an `.await`.
+    in_flight: Mutex<HashSet<String>>,
+}
+
+fn id(key: &str, attempt: u32) -> String {
+    format!("{key}#{attempt}")
+}
+
+impl Ledger {
+    /// Opens the ledger in `db`.
+    pub fn open(db: &sled::Db) -> Result<Ledger, sled::Error> {
+        Ok(Ledger { db: db.clone(), tree: db.open_tree("ledger")?, in_flight: Mutex::new(HashSet::new()) })
+    }
+
+    /// The record of an attempt, if any.
+    pub fn get(&self, key: &str, attempt: u32) -> Result<Option<Record>, sled::Error> {
+        Ok(self.tree.get(id(key, attempt))?.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
+
+    /// Whether this process is sending the attempt right now.
+    pub fn in_flight(&self, key: &str, attempt: u32) -> bool {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).contains(&id(key, attempt))
+    }
+
+    /// Marks the attempt as in flight in this process; false if it already was.
+    pub fn claim(&self, key: &str, attempt: u32) -> bool {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(id(key, attempt))
+    }
+
+    /// Ends [`Ledger::claim`].
+    pub fn release(&self, key: &str, attempt: u32) {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&id(key, attempt));
+    }
+
+    /// Durably records `record` (fsynced before returning).
+    pub async fn put(&self, key: &str, attempt: u32, record: &Record) -> Result<(), sled::Error> {
+        let bytes = serde_json::to_vec(record).expect("ledger records serialize");
+        self.tree.insert(id(key, attempt), bytes)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}

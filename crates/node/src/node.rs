@@ -1,0 +1,226 @@
+//! Starting and stopping a node: storage, raft, gRPC and HTTP servers, ticker, dispatcher.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use belfry_core::FireStatus;
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::context::Context;
+use crate::dispatcher::Dispatcher;
+use crate::grpc::Services;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::proto::{cluster_server::ClusterServer, raft_server::RaftServer, worker_server::WorkerServer};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{Channels, Network, MAX_MESSAGE_BYTES};
+use crate::raft::state_machine::StateMachineStore;
+use crate::raft::Raft;
+use crate::worker::Worker;
+
+/// A running node. Dropping it does not stop it: call [`Node::shutdown`].
+pub struct Node {
+    ctx: Arc<Context>,
+    worker: Arc<Worker>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The bound HTTP address (useful when the configured port was 0).
+    pub http_addr: std::net::SocketAddr,
+    /// The bound gRPC address.
+    pub grpc_addr: std::net::SocketAddr,
+}
+
+impl Node {
+    /// Opens the data dir, starts raft and every server, and forms or joins the cluster.
+    pub async fn start(config: Config) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let db = sled::Config::new()
+            .path(config.data_dir.join("sled"))
+            .mode(sled::Mode::LowSpace)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .with_context(|| format!("opening storage in {} (is another node using it?)", config.data_dir.display()))?;
+        let log = LogStore::open(&db)?;
+        let sm = StateMachineStore::open(&db).map_err(|e| anyhow::anyhow!("restoring state: {e}"))?;
+        let shared = sm.shared();
+        let ledger = Ledger::open(&db)?;
+
+        let raft_config = openraft::Config {
+            cluster_name: "belfry".into(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: config.election_timeout.as_millis() as u64,
+            election_timeout_max: 2 * config.election_timeout.as_millis() as u64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
+            max_in_snapshot_log_to_keep: 1000,
+            install_snapshot_timeout: 30_000,
+            ..Default::default()
+        }
+        .validate()?;
+        let channels = Channels::default();
+        let raft = Raft::new(config.id, Arc::new(raft_config), Network::new(channels.clone()), log, sm).await?;
+
+        let grpc_listener = TcpListener::bind(config.grpc_addr).await.with_context(|| format!("binding gRPC {}", config.grpc_addr))?;
+        let http_listener = TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP {}", config.http_addr))?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let http_addr = http_listener.local_addr()?;
+
+        let ctx = Arc::new(Context { config, raft, shared, channels, metrics: Metrics::new() });
+        let worker = Arc::new(Worker::new(ctx.clone(), ledger));
+        let dispatcher = Dispatcher::start(ctx.clone(), worker.clone());
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let services = Services::new(ctx.clone(), worker.clone());
+        let mut grpc_stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let incoming = tokio_stream_listener(grpc_listener);
+            let result = tonic::transport::Server::builder()
+                .add_service(
+                    RaftServer::new(services.clone())
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                )
+                .add_service(WorkerServer::new(services.clone()))
+                .add_service(
+                    ClusterServer::new(services)
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                )
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = grpc_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        }));
+
+        let app = crate::http::router(ctx.clone());
+        let mut http_stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }));
+
+        tasks.push(tokio::spawn(crate::ticker::run(ctx.clone(), dispatcher, stop_rx.clone())));
+
+        form_cluster(&ctx).await?;
+        tracing::info!(node = ctx.id(), http = %http_addr, grpc = %grpc_addr, "node started");
+        Ok(Node { ctx, worker, stop, tasks, http_addr, grpc_addr })
+    }
+
+    /// The shared context (for tests and `belfry dev`).
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Stops the node: no new sends, servers closed, raft shut down. In-flight HTTP sends
+    /// finish within their timeout or are settled by the next leader through the ledger.
+    pub async fn shutdown(self) {
+        self.worker.drain();
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        let _ = self.ctx.raft.shutdown().await;
+    }
+}
+
+fn tokio_stream_listener(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
+    futures::stream::unfold(listener, |listener| async move {
+        let next = listener.accept().await.map(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((next, listener))
+    })
+}
+
+/// Initializes a new cluster from `--initial-cluster` (or alone), or joins through `--join`.
+/// On restart the node is already initialized and this does nothing.
+async fn form_cluster(ctx: &Arc<Context>) -> anyhow::Result<()> {
+    if ctx.raft.is_initialized().await? {
+        return Ok(());
+    }
+    let config = &ctx.config;
+    if let Some(url) = &config.join {
+        join(ctx, url.clone());
+        return Ok(());
+    }
+    let members: BTreeMap<u64, BasicNode> = if config.initial_cluster.is_empty() {
+        [(config.id, BasicNode::new(config.advertise_grpc.clone()))].into()
+    } else {
+        config.initial_cluster.iter().map(|(id, addr)| (*id, BasicNode::new(addr.clone()))).collect()
+    };
+    if !members.contains_key(&config.id) {
+        anyhow::bail!("--initial-cluster does not include this node's id {}", config.id);
+    }
+    // Every founding node initializes with the same set; all but one get NotAllowed, which
+    // means the cluster exists already.
+    if let Err(e) = ctx.raft.initialize(members).await {
+        tracing::debug!(error = %e, "initialize: cluster already formed");
+    }
+    Ok(())
+}
+
+/// Asks the cluster at `url` to add this node, retrying until it answers yes.
+fn join(ctx: &Arc<Context>, url: String) {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let body = serde_json::json!({
+            "id": ctx.id(),
+            "grpc_addr": ctx.config.advertise_grpc,
+            "http_addr": ctx.config.advertise_http,
+        });
+        loop {
+            let endpoint = format!("{}/v1/cluster/members", url.trim_end_matches('/'));
+            match client.post(&endpoint).json(&body).timeout(Duration::from_secs(70)).send().await {
+                Ok(r) if r.status().is_success() => {
+                    tracing::info!(node = ctx.id(), via = %url, "joined the cluster");
+                    return;
+                }
+                Ok(r) => tracing::warn!(status = %r.status(), "join refused; retrying"),
+                Err(e) => tracing::warn!(error = %e, "join failed; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+}
+
+/// Refreshes the gauges read from raft and the state, before a scrape.
+pub fn refresh_gauges(ctx: &Context) {
+    let m = ctx.raft.metrics().borrow().clone();
+    let metrics = &ctx.metrics;
+    metrics.raft_term.set(m.current_term as i64);
+    metrics.raft_is_leader.set(i64::from(m.state == ServerState::Leader));
+    let applied = m.last_applied.map(|l| l.index).unwrap_or(0) as i64;
+    metrics.raft_applied_index.set(applied);
+    metrics.raft_commit_index.set(applied);
+    metrics.raft_follower_lag.reset();
+    if let Some(replication) = &m.replication {
+        let last = m.last_log_index.unwrap_or(0);
+        for (id, matched) in replication {
+            let lag = last.saturating_sub(matched.map(|l| l.index).unwrap_or(0));
+            metrics.raft_follower_lag.with_label_values(&[&id.to_string()]).set(lag as i64);
+        }
+    }
+    let applied = ctx.shared.read();
+    metrics.jobs.set(applied.state.job_count() as i64);
+    metrics.dead_letters.set(applied.state.count_status(FireStatus::DeadLettered) as i64);
+}

@@ -1,0 +1,201 @@
+//! The state machine: [`belfry_core::State`] in memory, snapshots in sled.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use belfry_core::{Data, Response, State};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::{io_err, NodeId, StorageError, TypeConfig};
+
+const CURRENT: &[u8] = b"current";
+
+/// The applied state with the log position it reflects.
+#[derive(Debug)]
+pub struct Applied {
+    /// The jobs and fires.
+    pub state: State,
+    /// The last log entry applied.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// The last membership applied.
+    pub membership: StoredMembership<NodeId, BasicNode>,
+}
+
+/// The applied state, shared between raft (writer) and the API, ticker and metrics (readers).
+#[derive(Debug)]
+pub struct Shared {
+    applied: RwLock<Applied>,
+    /// Woken after every apply, so the ticker can re-plan when jobs change.
+    pub changed: Notify,
+}
+
+impl Shared {
+    /// Read access. A std lock: it is never held across an `.await`.
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        self.applied.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The snapshot document: data, applied position and membership in one record.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    data: Data,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// openraft's view of the state machine. Cheap to clone.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    shared: Arc<Shared>,
+    db: sled::Db,
+    snapshots: sled::Tree,
+}
+
+impl StateMachineStore {
+    /// Opens the store in `db`, restoring the state from the last snapshot. openraft then
+    /// re-applies the committed entries after it.
+    pub fn open(db: &sled::Db) -> Result<StateMachineStore, StorageError> {
+        let snapshots = db.open_tree("snapshots").map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        let mut applied = Applied { state: State::default(), last_applied: None, membership: StoredMembership::default() };
+        if let Some(bytes) = snapshots.get(CURRENT).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))? {
+            let stored: StoredSnapshot =
+                serde_json::from_slice(&bytes).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+            applied = restore(&stored.data)?;
+        }
+        Ok(StateMachineStore {
+            shared: Arc::new(Shared { applied: RwLock::new(applied), changed: Notify::new() }),
+            db: db.clone(),
+            snapshots,
+        })
+    }
+
+    /// The shared applied state.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Applied> {
+        self.shared.applied.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn save(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
+        let subject = ErrorSubject::Snapshot(Some(stored.meta.signature()));
+        let bytes = serde_json::to_vec(stored).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
+        self.snapshots.insert(CURRENT, bytes).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
+        self.db.flush_async().await.map_err(|e| io_err(subject, ErrorVerb::Write, e))?;
+        Ok(())
+    }
+}
+
+fn restore(bytes: &[u8]) -> Result<Applied, StorageError> {
+    let body: SnapshotBody =
+        serde_json::from_slice(bytes).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+    Ok(Applied { state: State::from_data(body.data), last_applied: body.last_applied, membership: body.membership })
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (data, meta) = {
+            let applied = self.shared.read();
+            let body = SnapshotBody {
+                last_applied: applied.last_applied,
+                membership: applied.membership.clone(),
+                data: applied.state.data().clone(),
+            };
+            let data = serde_json::to_vec(&body).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+            let snapshot_id = match applied.last_applied {
+                Some(id) => format!("{}-{}", id.leader_id, id.index),
+                None => "empty".to_string(),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            };
+            (data, meta)
+        };
+        let stored = StoredSnapshot { meta: meta.clone(), data };
+        self.save(&stored).await?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError> {
+        let applied = self.shared.read();
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+    {
+        let mut responses = Vec::new();
+        {
+            let mut applied = self.write();
+            for entry in entries {
+                applied.last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => Response::None,
+                    EntryPayload::Normal(command) => applied.state.apply(entry.log_id.index, command),
+                    EntryPayload::Membership(m) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                        Response::None
+                    }
+                };
+                responses.push(response);
+            }
+        }
+        self.shared.changed.notify_waiters();
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let restored = restore(&data)?;
+        self.save(&StoredSnapshot { meta: meta.clone(), data }).await?;
+        *self.write() = restored;
+        self.shared.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let Some(bytes) =
+            self.snapshots.get(CURRENT).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
+        else {
+            return Ok(None);
+        };
+        let stored: StoredSnapshot =
+            serde_json::from_slice(&bytes).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+    }
+}

@@ -1,0 +1,99 @@
+//! The ticker: while this node leads, claims due fires in batches and hands the committed
+//! dispatches to the dispatcher. One index over `next_fire_at` ([`belfry_core::State::due`]),
+//! no task or timer per job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use belfry_core::{Claim, Command, Redispatch, Response};
+use chrono::Utc;
+use openraft::ServerState;
+use tokio::sync::watch;
+
+use crate::context::Context;
+use crate::dispatcher::Dispatcher;
+
+/// Claims per log entry at most.
+const BATCH: usize = 1000;
+/// Longest sleep between two looks at the state, whatever it says is next.
+const MAX_IDLE: Duration = Duration::from_millis(500);
+
+/// Runs until `stop` turns true: waits for leadership, then leads.
+pub async fn run(ctx: Arc<Context>, dispatcher: Arc<Dispatcher>, mut stop: watch::Receiver<bool>) {
+    let mut server = ctx.raft.server_metrics();
+    let mut last_leader = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let (state, term, leader) = {
+            let m = server.borrow_and_update();
+            (m.state, m.vote.leader_id().term, m.current_leader)
+        };
+        if leader != last_leader {
+            ctx.metrics.leader_changes.inc();
+            tracing::info!(node = ctx.id(), term, leader = ?leader, "leader changed");
+            last_leader = leader;
+        }
+        if state == ServerState::Leader {
+            lead(&ctx, &dispatcher, term, &mut stop).await;
+            continue;
+        }
+        tokio::select! {
+            _ = server.changed() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop: &mut watch::Receiver<bool>) {
+    // The state is complete only once this term's first entry is applied; until then an
+    // inherited claim could look unclaimed.
+    if ctx.raft.ensure_linearizable().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        return;
+    }
+    tracing::info!(node = ctx.id(), term, "leading: ticker started");
+    tokio::spawn(dispatcher.clone().settle_loop(term));
+    while ctx.is_leader() && ctx.term() == term && !*stop.borrow() {
+        let now = Utc::now();
+        let (due, next) = {
+            let applied = ctx.shared.read();
+            (applied.state.due(now, BATCH), applied.state.next_due())
+        };
+        if !due.is_empty() {
+            let full = due.claims.len() == BATCH;
+            let claims = due
+                .claims
+                .into_iter()
+                .map(|(job_uid, scheduled_at)| Claim { job_uid, scheduled_at, assign: dispatcher.assignment(term, now) })
+                .collect();
+            let redispatches = due
+                .redispatches
+                .into_iter()
+                .map(|(key, attempt)| Redispatch { key, attempt, assign: dispatcher.assignment(term, now) })
+                .collect();
+            match ctx.propose(Command::Fire { now, claims, redispatches }).await {
+                Ok((_, Response::Dispatches { dispatches })) => dispatcher.send_all(dispatches),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(term, error = %e, "claim proposal failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            if full {
+                continue;
+            }
+        }
+        let wait = next
+            .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(MAX_IDLE)
+            .min(MAX_IDLE);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.shared.changed.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+    tracing::info!(node = ctx.id(), term, "ticker stopped");
+}
