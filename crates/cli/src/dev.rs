@@ -68,24 +68,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 /// Creates the demo job (a POST to the sink every 10 s) once a leader is up; keeps it if it
 /// exists from an earlier run.
 async fn create_demo_job(endpoint: &str, sink_url: &str) {
-    let client = match belfry_client::Client::new(endpoint) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "demo job not created");
-            return;
-        }
-    };
-    let spec: belfry_core::JobSpec = serde_json::from_value(serde_json::json!({
+    let spec = serde_json::json!({
         "name": "demo",
         "schedule": {"every": "10s"},
         "target": {"url": sink_url, "method": "POST", "body": "{\"hello\":\"belfry\"}"}
-    }))
-    .expect("the demo job spec is valid JSON");
+    });
+    let http = reqwest::Client::new();
     for _ in 0..50 {
-        match client.create_job(&spec).await {
-            Ok(_) => return,
-            Err(e) if e.to_string().contains("already exists") => return,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        let sent = http.post(format!("{endpoint}/v1/jobs")).json(&spec).send().await;
+        match sent.map(|r| r.status().as_u16()) {
+            Ok(201) | Ok(409) => return,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
         }
     }
     tracing::warn!("demo job not created: no leader after 10 s");
