@@ -1,1 +1,218 @@
+//! Process-level test harness: real `belfry serve` processes on ephemeral loopback ports, each
+//! in its own temp data dir, killed when the [`Cluster`] is dropped; plus an in-process
+//! recording sink ([`belfry_node::sink`]) and helpers to wait on conditions, never on time.
 
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use belfry_core::api::ClusterView;
+use belfry_node::sink::Received;
+
+/// The `belfry` binary built by this `cargo test` run (`BELFRY_BIN` overrides).
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("BELFRY_BIN") {
+        return PathBuf::from(p);
+    }
+    // Test executables live in target/<profile>/deps; the binary one level up.
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("belfry")).expect("target dir");
+    assert!(bin.exists(), "{} not found: run the tests with `cargo test --workspace`, which builds it", bin.display());
+    bin
+}
+
+/// Reserves `n` free loopback ports. The listeners are closed just before use; the window for
+/// another process to take one is small, and a node failing to bind fails the test loudly.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind :0")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
+}
+
+/// One node process.
+pub struct NodeProc {
+    /// Raft id.
+    pub id: u64,
+    /// HTTP address.
+    pub http: SocketAddr,
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// A cluster of node processes.
+pub struct Cluster {
+    /// The nodes, by position (id = index + 1).
+    pub nodes: Vec<NodeProc>,
+    initial: String,
+    _dir: tempfile::TempDir,
+    /// Shared HTTP client.
+    pub http: reqwest::Client,
+}
+
+impl Cluster {
+    /// Starts `n` nodes that form one cluster.
+    pub fn start(n: usize) -> anyhow::Result<Cluster> {
+        let mut dir = tempfile::tempdir()?;
+        if std::env::var_os("BELFRY_TEST_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("cluster data in {}", dir.path().display());
+        }
+        let ports = free_ports(2 * n);
+        let nodes: Vec<NodeProc> = (0..n)
+            .map(|i| NodeProc {
+                id: i as u64 + 1,
+                http: SocketAddr::from(([127, 0, 0, 1], ports[2 * i])),
+                grpc: SocketAddr::from(([127, 0, 0, 1], ports[2 * i + 1])),
+                data_dir: dir.path().join(format!("n{}", i + 1)),
+                child: None,
+            })
+            .collect();
+        let initial = nodes.iter().map(|n| format!("{}={}", n.id, n.grpc)).collect::<Vec<_>>().join(",");
+        let mut cluster = Cluster { nodes, initial, _dir: dir, http: reqwest::Client::new() };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        std::fs::create_dir_all(&node.data_dir)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(node.data_dir.join("node.log"))?;
+        let child = Command::new(binary())
+            .args(["serve", "--id", &node.id.to_string()])
+            .args(["--http-addr", &node.http.to_string(), "--grpc-addr", &node.grpc.to_string()])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--initial-cluster", &self.initial])
+            .env("BELFRY_LOG", std::env::var("BELFRY_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning belfry serve")?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILLs node `id`.
+    pub fn kill(&mut self, id: u64) {
+        let node = &mut self.nodes[id as usize - 1];
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts node `id` with its data dir.
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        self.kill(id);
+        self.spawn(id as usize - 1)
+    }
+
+    /// Base URL of node `id`.
+    pub fn url(&self, id: u64) -> String {
+        format!("http://{}", self.nodes[id as usize - 1].http)
+    }
+
+    /// The log of node `id`, for failure messages.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.nodes[id as usize - 1].data_dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// `GET /v1/cluster` from node `id`.
+    pub async fn status(&self, id: u64) -> anyhow::Result<ClusterView> {
+        let r = self.http.get(format!("{}/v1/cluster", self.url(id))).timeout(Duration::from_secs(2)).send().await?;
+        Ok(r.error_for_status()?.json().await?)
+    }
+
+    /// Waits until every live node in `among` names the same leader (also in `among`).
+    pub async fn wait_for_leader(&self, among: &[u64], timeout: Duration) -> anyhow::Result<u64> {
+        wait_for(timeout, "a leader agreed by every live node", || async {
+            let mut seen = None;
+            for id in among {
+                let leader = self.status(*id).await.ok()?.leader?;
+                if !among.contains(&leader) || seen.is_some_and(|s| s != leader) {
+                    return None;
+                }
+                seen = Some(leader);
+            }
+            seen
+        })
+        .await
+    }
+
+    /// Ids of the nodes whose process is running.
+    pub fn live(&self) -> Vec<u64> {
+        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Polls `probe` every 50 ms until it yields a value or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An in-process recording sink.
+pub struct Sink {
+    /// Its base URL.
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    /// Starts a sink on an ephemeral port.
+    pub async fn start(delay: Duration) -> anyhow::Result<Sink> {
+        let (addr, task) =
+            belfry_node::sink::bind("127.0.0.1:0".parse()?, belfry_node::sink::SinkOptions { delay }).await?;
+        Ok(Sink { url: format!("http://{addr}"), task })
+    }
+
+    /// Everything received so far.
+    pub async fn received(&self) -> anyhow::Result<Vec<Received>> {
+        Ok(reqwest::get(format!("{}/_sink/deliveries", self.url)).await?.json().await?)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Deliveries grouped by idempotency key.
+pub fn by_key(received: &[Received]) -> BTreeMap<String, Vec<&Received>> {
+    let mut map: BTreeMap<String, Vec<&Received>> = BTreeMap::new();
+    for r in received {
+        map.entry(r.key.clone()).or_default().push(r);
+    }
+    map
+}

@@ -34,10 +34,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BELFRY_JOIN")]
     pub join: Option<String>,
     /// Raft heartbeat interval in milliseconds.
-    #[arg(long, env = "BELFRY_HEARTBEAT_MS", default_value_t = 150)]
+    #[arg(long, env = "BELFRY_HEARTBEAT_MS", default_value_t = 250)]
     pub heartbeat_ms: u64,
     /// Lower bound of the election timeout in milliseconds (the upper bound is twice it).
-    #[arg(long, env = "BELFRY_ELECTION_TIMEOUT_MS", default_value_t = 700)]
+    #[arg(long, env = "BELFRY_ELECTION_TIMEOUT_MS", default_value_t = 600)]
     pub election_timeout_ms: u64,
     /// Build a snapshot after this many log entries since the last one.
     #[arg(long, env = "BELFRY_SNAPSHOT_LOGS", default_value_t = 5000)]
@@ -58,8 +58,9 @@ pub struct ServeArgs {
 
 /// Installs the log subscriber: text by default, JSON lines with `--log-format json`.
 pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BELFRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BELFRY_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

@@ -73,7 +73,9 @@ impl Context {
 
     fn cluster_client(&self, addr: &str) -> Result<ClusterClient<tonic::transport::Channel>, ClusterError> {
         let ch = self.channels.get(addr).map_err(|e| ClusterError::NoLeader(e.to_string()))?;
-        Ok(ClusterClient::new(ch).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
+        Ok(ClusterClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
     /// Commits `command` through the leader, from any node, and returns its apply response and
@@ -94,7 +96,9 @@ impl Context {
                 };
                 self.forward(&addr, &command).await
             }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(ClusterError::Internal(e.to_string())),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ClusterError::Internal(e.to_string()))
+            }
             Err(RaftError::Fatal(e)) => Err(ClusterError::Internal(e.to_string())),
         }
     }
@@ -106,7 +110,9 @@ impl Context {
             .forward(ForwardRequest { command: body })
             .await
             .map_err(|s| match s.code() {
-                tonic::Code::Unavailable => ClusterError::NoLeader(format!("leader at {addr} unreachable: {}", s.message())),
+                tonic::Code::Unavailable => {
+                    ClusterError::NoLeader(format!("leader at {addr} unreachable: {}", s.message()))
+                }
                 _ => ClusterError::Unknown(s.message().to_string()),
             })?
             .into_inner();
@@ -138,9 +144,15 @@ impl Context {
                 return Ok(());
             }
         }
-        let leader = self.raft.current_leader().await.ok_or_else(|| ClusterError::NoLeader("no leader elected".into()))?;
+        let leader =
+            self.raft.current_leader().await.ok_or_else(|| ClusterError::NoLeader("no leader elected".into()))?;
         if leader == self.id() {
-            return self.raft.ensure_linearizable().await.map(|_| ()).map_err(|e| ClusterError::NoLeader(e.to_string()));
+            return self
+                .raft
+                .ensure_linearizable()
+                .await
+                .map(|_| ())
+                .map_err(|e| ClusterError::NoLeader(e.to_string()));
         }
         let addr = self.member_addr(leader).ok_or_else(|| ClusterError::NoLeader("leader address unknown".into()))?;
         let reply = self
@@ -151,7 +163,9 @@ impl Context {
             .into_inner();
         let index = match reply.result {
             Some(read_index_reply::Result::Index(i)) => i,
-            Some(read_index_reply::Result::NotLeader(_)) => return Err(ClusterError::NoLeader("leadership is changing".into())),
+            Some(read_index_reply::Result::NotLeader(_)) => {
+                return Err(ClusterError::NoLeader("leadership is changing".into()))
+            }
             Some(read_index_reply::Result::Unavailable(why)) => return Err(ClusterError::NoLeader(why)),
             None => return Err(ClusterError::Internal("empty read-index reply".into())),
         };

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::context::Context;
 use crate::convert::attempt;
 use crate::proto::worker_client::WorkerClient;
-use crate::proto::{deliver_reply, DeliverRequest, DeliveryState, QueryDeliveryRequest, QueryDeliveryReply};
+use crate::proto::{deliver_reply, DeliverRequest, DeliveryState, QueryDeliveryReply, QueryDeliveryRequest};
 use crate::raft::NodeId;
 use crate::worker::{refusal, reply_attempt, Worker};
 
@@ -129,9 +129,9 @@ impl Dispatcher {
                 Some(mut client) => {
                     let mut request = tonic::Request::new(req);
                     request.set_timeout(timeout);
-                    client.deliver(request).await.map(|r| r.into_inner()).map_err(|s| s.to_string())
+                    client.deliver(request).await.map(|r| r.into_inner()).map_err(classify)
                 }
-                None => Err(format!("worker {} is not a member", d.worker)),
+                None => Err(RpcError::NotSent(format!("worker {} is not a member", d.worker))),
             }
         };
         match reply {
@@ -147,7 +147,14 @@ impl Dispatcher {
                     }
                 }
             }
-            Err(e) => {
+            Err(RpcError::NotSent(e)) => {
+                // The connection could not be made, so the request never left: another worker
+                // can take it at once.
+                tracing::info!(key = %d.key, worker = d.worker, error = %e, "worker unreachable; dispatching elsewhere");
+                self.mark_unhealthy(d.worker);
+                self.redispatch(d.key.clone(), d.attempt, d.term).await;
+            }
+            Err(RpcError::Unknown(e)) => {
                 // The send may or may not have happened: the settle loop asks the ledger once the
                 // lease has run out.
                 tracing::warn!(key = %d.key, worker = d.worker, error = %e, "deliver RPC failed");
@@ -163,7 +170,8 @@ impl Dispatcher {
         }
         let now = Utc::now();
         let assign = self.assignment(term, now);
-        let command = Command::Fire { now, claims: vec![], redispatches: vec![Redispatch { key, attempt: attempt_no, assign }] };
+        let command =
+            Command::Fire { now, claims: vec![], redispatches: vec![Redispatch { key, attempt: attempt_no, assign }] };
         if let Ok((_, Response::Dispatches { dispatches })) = self.ctx.propose(command).await {
             self.send_all(dispatches);
         }
@@ -190,7 +198,8 @@ impl Dispatcher {
                     .collect()
             };
             for fire in candidates {
-                let fresh = self.active.lock().unwrap_or_else(|e| e.into_inner()).insert((fire.key.clone(), fire.attempt));
+                let fresh =
+                    self.active.lock().unwrap_or_else(|e| e.into_inner()).insert((fire.key.clone(), fire.attempt));
                 if fresh {
                     let this = self.clone();
                     tokio::spawn(async move {
@@ -232,7 +241,8 @@ impl Dispatcher {
             Err(e) => {
                 // Unreachable: a send may have started before the lease ran out; once the lease,
                 // the attempt timeout and the clock skew have all passed, none is still running.
-                let timeout = self.ctx.shared.read().state.job_by_uid(fire.job_uid).map(|j| j.spec.target.timeout.chrono());
+                let timeout =
+                    self.ctx.shared.read().state.job_by_uid(fire.job_uid).map(|j| j.spec.target.timeout.chrono());
                 let skew = chrono::Duration::milliseconds(self.ctx.config.max_clock_skew.as_millis() as i64);
                 let deadline = fire.lease_until.unwrap_or_default() + timeout.unwrap_or_default() + skew;
                 if Utc::now() > deadline {
@@ -242,6 +252,30 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+/// A failed `Deliver` RPC: either it certainly never reached the worker, or nobody knows.
+enum RpcError {
+    NotSent(String),
+    Unknown(String),
+}
+
+/// A refused TCP connection means the request was never sent; anything else may have been.
+fn classify(status: tonic::Status) -> RpcError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&status);
+    let mut chain = status.message().to_string();
+    while let Some(e) = source {
+        chain.push_str(": ");
+        chain.push_str(&e.to_string());
+        source = e.source();
+    }
+    if status.code() == tonic::Code::Unavailable
+        && (chain.contains("tcp connect error") || chain.contains("Connection refused"))
+    {
+        RpcError::NotSent(chain)
+    } else {
+        RpcError::Unknown(chain)
     }
 }
 

@@ -17,7 +17,8 @@ use crate::proto::raft_server::Raft as RaftService;
 use crate::proto::worker_server::Worker as WorkerService;
 use crate::proto::{
     forward_reply, join_reply, read_index_reply, DeliverReply, DeliverRequest, Empty, ForwardReply, ForwardRequest,
-    InfoReply, JoinReply, JoinRequest, NotLeader, QueryDeliveryReply, QueryDeliveryRequest, RaftPayload, ReadIndexReply,
+    InfoReply, JoinReply, JoinRequest, NotLeader, QueryDeliveryReply, QueryDeliveryRequest, RaftPayload,
+    ReadIndexReply,
 };
 use crate::raft::{NodeId, TypeConfig};
 use crate::worker::Worker;
@@ -41,7 +42,9 @@ fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    serde_json::to_vec(value).map(|data| Response::new(RaftPayload { data })).map_err(|e| Status::internal(e.to_string()))
+    serde_json::to_vec(value)
+        .map(|data| Response::new(RaftPayload { data }))
+        .map_err(|e| Status::internal(e.to_string()))
 }
 
 #[tonic::async_trait]
@@ -76,7 +79,10 @@ impl WorkerService for Services {
 
 fn not_leader<E>(f: &openraft::error::ForwardToLeader<NodeId, BasicNode>) -> NotLeader {
     let _ = std::marker::PhantomData::<E>;
-    NotLeader { leader_id: f.leader_id, leader_grpc_addr: f.leader_node.as_ref().map(|n| n.addr.clone()).unwrap_or_default() }
+    NotLeader {
+        leader_id: f.leader_id,
+        leader_grpc_addr: f.leader_node.as_ref().map(|n| n.addr.clone()).unwrap_or_default(),
+    }
 }
 
 #[tonic::async_trait]

@@ -36,7 +36,10 @@ impl Metrics {
         let registry = Registry::new();
         let m = Metrics {
             fires_total: IntCounterVec::new(
-                Opts::new("belfry_fires_total", "Fire events by outcome: dispatched (leader), success, retryable, permanent, refused (worker)."),
+                Opts::new(
+                    "belfry_fires_total",
+                    "Fire events by outcome: dispatched (leader), success, retryable, permanent, refused (worker).",
+                ),
                 &["outcome"],
             )
             .expect("valid metric"),
@@ -50,12 +53,17 @@ impl Metrics {
                     .buckets(LATENCY_BUCKETS.to_vec()),
             )
             .expect("valid metric"),
-            deliveries_in_flight: IntGauge::new("belfry_deliveries_in_flight", "HTTP deliveries this node is sending now.")
+            deliveries_in_flight: IntGauge::new(
+                "belfry_deliveries_in_flight",
+                "HTTP deliveries this node is sending now.",
+            )
+            .expect("valid metric"),
+            dead_letters: IntGauge::new("belfry_dead_letters", "Fires in the dead-letter queue.")
                 .expect("valid metric"),
-            dead_letters: IntGauge::new("belfry_dead_letters", "Fires in the dead-letter queue.").expect("valid metric"),
             jobs: IntGauge::new("belfry_jobs", "Jobs defined.").expect("valid metric"),
             raft_term: IntGauge::new("belfry_raft_term", "Current raft term.").expect("valid metric"),
-            raft_is_leader: IntGauge::new("belfry_raft_is_leader", "1 when this node is the leader.").expect("valid metric"),
+            raft_is_leader: IntGauge::new("belfry_raft_is_leader", "1 when this node is the leader.")
+                .expect("valid metric"),
             raft_commit_index: IntGauge::new("belfry_raft_commit_index", "Highest log index known committed.")
                 .expect("valid metric"),
             raft_applied_index: IntGauge::new("belfry_raft_applied_index", "Highest log index applied.")

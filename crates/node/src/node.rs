@@ -66,8 +66,10 @@ impl Node {
         let channels = Channels::default();
         let raft = Raft::new(config.id, Arc::new(raft_config), Network::new(channels.clone()), log, sm).await?;
 
-        let grpc_listener = TcpListener::bind(config.grpc_addr).await.with_context(|| format!("binding gRPC {}", config.grpc_addr))?;
-        let http_listener = TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP {}", config.http_addr))?;
+        let grpc_listener =
+            TcpListener::bind(config.grpc_addr).await.with_context(|| format!("binding gRPC {}", config.grpc_addr))?;
+        let http_listener =
+            TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP {}", config.http_addr))?;
         let grpc_addr = grpc_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
 

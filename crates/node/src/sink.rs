@@ -45,17 +45,17 @@ struct Recorded {
 /// Serves the sink on `listener` until the returned task is aborted.
 pub fn serve(listener: TcpListener, options: SinkOptions) -> tokio::task::JoinHandle<()> {
     let state = Arc::new((Recorded::default(), options));
-    let app = Router::new()
-        .route("/_sink/deliveries", get(list).delete(clear))
-        .fallback(receive)
-        .with_state(state);
+    let app = Router::new().route("/_sink/deliveries", get(list).delete(clear)).fallback(receive).with_state(state);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     })
 }
 
 /// Binds `addr` and serves the sink.
-pub async fn bind(addr: SocketAddr, options: SinkOptions) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn bind(
+    addr: SocketAddr,
+    options: SinkOptions,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     Ok((local, serve(listener, options)))

@@ -66,7 +66,11 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
             let claims = due
                 .claims
                 .into_iter()
-                .map(|(job_uid, scheduled_at)| Claim { job_uid, scheduled_at, assign: dispatcher.assignment(term, now) })
+                .map(|(job_uid, scheduled_at)| Claim {
+                    job_uid,
+                    scheduled_at,
+                    assign: dispatcher.assignment(term, now),
+                })
                 .collect();
             let redispatches = due
                 .redispatches
@@ -85,10 +89,7 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
                 continue;
             }
         }
-        let wait = next
-            .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(MAX_IDLE)
-            .min(MAX_IDLE);
+        let wait = next.map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO)).unwrap_or(MAX_IDLE).min(MAX_IDLE);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.shared.changed.notified() => {}

@@ -33,7 +33,8 @@ pub async fn status(State(ctx): State<Api>) -> Json<ClusterView> {
                 req.set_timeout(PROBE_TIMEOUT);
                 ClusterClient::new(ch).info(req).await.map(|r| r.into_inner()).map_err(|s| s.message().to_string())
             };
-            let result = tokio::time::timeout(PROBE_TIMEOUT, probe).await.unwrap_or_else(|_| Err("probe timed out".into()));
+            let result =
+                tokio::time::timeout(PROBE_TIMEOUT, probe).await.unwrap_or_else(|_| Err("probe timed out".into()));
             (id, addr, result)
         }
     });
@@ -98,7 +99,11 @@ pub async fn add_member(State(ctx): State<Api>, Body(req): Body<AddMember>) -> R
                 .get(&nl.leader_grpc_addr)
                 .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", e.to_string()))?;
             let reply = ClusterClient::new(ch)
-                .join(JoinRequest { id: req.id, grpc_addr: req.grpc_addr.clone(), http_addr: req.http_addr.unwrap_or_default() })
+                .join(JoinRequest {
+                    id: req.id,
+                    grpc_addr: req.grpc_addr.clone(),
+                    http_addr: req.http_addr.unwrap_or_default(),
+                })
                 .await
                 .map_err(|s| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", s.message().to_string()))?
                 .into_inner();

@@ -28,7 +28,12 @@ impl ApiError {
 
     /// A 400 naming `field`.
     pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "invalid", message: message.into(), field: Some(field.into()) }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid",
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
 
     /// A 404.
@@ -54,7 +59,9 @@ impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> ApiError {
         match e {
             ClusterError::NoLeader(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", e.to_string()),
-            ClusterError::Unknown(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", e.to_string()),
+            ClusterError::Unknown(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", e.to_string())
+            }
             ClusterError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
     }
@@ -62,7 +69,8 @@ impl From<ClusterError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message, field: self.field } };
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message, field: self.field } };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));

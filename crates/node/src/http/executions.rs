@@ -23,7 +23,9 @@ fn list_fires(ctx: &Api, q: ListQuery, status: Option<FireStatus>) -> Result<Exe
     let limit = page_limit(q.limit)?;
     let before = match q.cursor.as_deref() {
         None => None,
-        Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::invalid("cursor", "not a cursor from a previous page"))?),
+        Some(c) => {
+            Some(c.parse::<u64>().map_err(|_| ApiError::invalid("cursor", "not a cursor from a previous page"))?)
+        }
     };
     let applied = ctx.shared.read();
     let mut executions: Vec<ExecutionView> = applied
@@ -59,7 +61,8 @@ pub async fn list(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<
 pub async fn get(State(ctx): State<Api>, Path(key): Path<String>) -> Result<Json<ExecutionView>, ApiError> {
     ctx.linearize().await?;
     let applied = ctx.shared.read();
-    let fire = applied.state.fire_by_key(&FireKey(key.clone())).ok_or_else(|| ApiError::not_found("execution", &key))?;
+    let fire =
+        applied.state.fire_by_key(&FireKey(key.clone())).ok_or_else(|| ApiError::not_found("execution", &key))?;
     Ok(Json(ExecutionView::of(fire, true)))
 }
 
@@ -79,6 +82,7 @@ pub async fn requeue(State(ctx): State<Api>, Path(key): Path<String>) -> Result<
         .await
         .map_err(|e| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "no_leader", e.to_string()))?;
     let applied = ctx.shared.read();
-    let fire = applied.state.fire_by_key(&FireKey(key.clone())).ok_or_else(|| ApiError::not_found("execution", &key))?;
+    let fire =
+        applied.state.fire_by_key(&FireKey(key.clone())).ok_or_else(|| ApiError::not_found("execution", &key))?;
     Ok(Json(ExecutionView::of(fire, true)))
 }

@@ -120,7 +120,9 @@ pub async fn trigger(State(ctx): State<Api>, Path(name): Path<String>) -> Result
     let key = match response {
         Response::Triggered { key } => key,
         Response::Rejected { error } => return Err(error.into()),
-        other => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+        other => {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}")))
+        }
     };
     // The entry committed; wait until this node has applied it to show the fire.
     ctx.raft

@@ -28,7 +28,11 @@ impl LogStore {
         Ok(LogStore { db: db.clone(), log: db.open_tree("raft_log")?, meta: db.open_tree("raft_meta")? })
     }
 
-    fn get_meta<T: DeserializeOwned>(&self, key: &[u8], subject: ErrorSubject<NodeId>) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<Option<T>, StorageError> {
         match self.meta.get(key).map_err(|e| io_err(subject.clone(), ErrorVerb::Read, e))? {
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| io_err(subject, ErrorVerb::Read, e)),
             None => Ok(None),
@@ -46,12 +50,24 @@ impl LogStore {
         Ok(())
     }
 
-    fn remove_range(&self, from: u64, to_inclusive: u64) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(from.to_be_bytes()..=to_inclusive.to_be_bytes()).keys() {
-            batch.remove(key.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?);
+    /// Removes `from..=to_inclusive`, highest index first when `from_top`, so a crash midway
+    /// leaves a log without gaps (a truncated suffix, or a purged prefix).
+    ///
+    /// Single removes rather than a `sled::Batch`: in sled 0.34 `apply_batch` takes a global
+    /// lock that can deadlock with a concurrent `flush_async`.
+    fn remove_range(&self, from: u64, to_inclusive: u64, from_top: bool) -> Result<(), StorageError> {
+        let keys: Vec<sled::IVec> = self
+            .log
+            .range(from.to_be_bytes()..=to_inclusive.to_be_bytes())
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let ordered: Box<dyn Iterator<Item = sled::IVec>> =
+            if from_top { Box::new(keys.into_iter().rev()) } else { Box::new(keys.into_iter()) };
+        for key in ordered {
+            self.log.remove(key).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
         }
-        self.log.apply_batch(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+        Ok(())
     }
 }
 
@@ -120,25 +136,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
     {
-        let mut batch = sled::Batch::default();
+        // Entries are inserted one by one (see `remove_range` on sled batches); none counts as
+        // written until the flush below completes and openraft is told so.
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
+            self.log
+                .insert(entry.log_id.index.to_be_bytes(), bytes)
+                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         }
-        self.log.apply_batch(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let flushed = self.db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
         callback.log_io_completed(flushed);
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
-        self.remove_range(log_id.index, u64::MAX)?;
+        self.remove_range(log_id.index, u64::MAX, true)?;
         self.flush(ErrorSubject::Logs).await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
         self.put_meta(LAST_PURGED, &log_id, ErrorSubject::Store)?;
         self.flush(ErrorSubject::Store).await?;
-        self.remove_range(0, log_id.index)
+        self.remove_range(0, log_id.index, false)
     }
 }

@@ -68,9 +68,13 @@ impl StateMachineStore {
     /// Opens the store in `db`, restoring the state from the last snapshot. openraft then
     /// re-applies the committed entries after it.
     pub fn open(db: &sled::Db) -> Result<StateMachineStore, StorageError> {
-        let snapshots = db.open_tree("snapshots").map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-        let mut applied = Applied { state: State::default(), last_applied: None, membership: StoredMembership::default() };
-        if let Some(bytes) = snapshots.get(CURRENT).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))? {
+        let snapshots =
+            db.open_tree("snapshots").map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        let mut applied =
+            Applied { state: State::default(), last_applied: None, membership: StoredMembership::default() };
+        if let Some(bytes) =
+            snapshots.get(CURRENT).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
+        {
             let stored: StoredSnapshot =
                 serde_json::from_slice(&bytes).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
             applied = restore(&stored.data)?;
