@@ -116,12 +116,7 @@ async fn fires_exactly_once_across_a_leader_kill() -> anyhow::Result<()> {
         expected.iter().all(|k| keys.contains_key(k)).then_some(received)
     })
     .await
-    .map_err(|e| e.context(format!("killed at {}", killed_at.timestamp_millis())))
-    .map_err(|e| {
-        let url = format!("{}/v1/executions?limit=1000", cluster.url(new_leader));
-        let _ = &url;
-        e
-    });
+    .map_err(|e| e.context(format!("killed at {}", killed_at.timestamp_millis())));
     let received = match received {
         Ok(r) => r,
         Err(e) => {

@@ -139,10 +139,8 @@ impl Context {
     }
 
     async fn linearize_inner(&self) -> Result<(), ClusterError> {
-        if self.is_leader() {
-            if self.raft.ensure_linearizable().await.is_ok() {
-                return Ok(());
-            }
+        if self.is_leader() && self.raft.ensure_linearizable().await.is_ok() {
+            return Ok(());
         }
         let leader =
             self.raft.current_leader().await.ok_or_else(|| ClusterError::NoLeader("no leader elected".into()))?;
