@@ -4,7 +4,9 @@
 //! whether an attempt it inherited was sent (`QueryDelivery`).
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::flusher::Flusher;
 
 use belfry_core::Attempt;
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,7 @@ pub enum Record {
 
 /// The ledger, in its own sled tree.
 pub struct Ledger {
-    db: sled::Db,
+    flusher: Arc<Flusher>,
     tree: sled::Tree,
     // A std Mutex: held only to insert, remove or test, never across an `.await`.
     in_flight: Mutex<HashSet<String>>,
@@ -32,8 +34,8 @@ fn id(key: &str, attempt: u32) -> String {
 
 impl Ledger {
     /// Opens the ledger in `db`.
-    pub fn open(db: &sled::Db) -> Result<Ledger, sled::Error> {
-        Ok(Ledger { db: db.clone(), tree: db.open_tree("ledger")?, in_flight: Mutex::new(HashSet::new()) })
+    pub fn open(db: &sled::Db, flusher: Arc<Flusher>) -> Result<Ledger, sled::Error> {
+        Ok(Ledger { flusher, tree: db.open_tree("ledger")?, in_flight: Mutex::new(HashSet::new()) })
     }
 
     /// The record of an attempt, if any.
@@ -60,7 +62,7 @@ impl Ledger {
     pub async fn put(&self, key: &str, attempt: u32, record: &Record) -> Result<(), sled::Error> {
         let bytes = serde_json::to_vec(record).expect("ledger records serialize");
         self.tree.insert(id(key, attempt), bytes)?;
-        self.db.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::context::Context;
 use crate::dispatcher::Dispatcher;
+use crate::flusher::Flusher;
 use crate::grpc::Services;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
@@ -45,12 +46,16 @@ impl Node {
             .path(config.data_dir.join("sled"))
             .mode(sled::Mode::LowSpace)
             .cache_capacity(64 * 1024 * 1024)
+            // belfry flushes explicitly (one at a time, see `flusher`); sled's periodic flusher
+            // running beside those flushes has been seen to stall them.
+            .flush_every_ms(None)
             .open()
             .with_context(|| format!("opening storage in {} (is another node using it?)", config.data_dir.display()))?;
-        let log = LogStore::open(&db)?;
-        let sm = StateMachineStore::open(&db).map_err(|e| anyhow::anyhow!("restoring state: {e}"))?;
+        let flusher = Arc::new(Flusher::new(db.clone()));
+        let log = LogStore::open(&db, flusher.clone())?;
+        let sm = StateMachineStore::open(&db, flusher.clone()).map_err(|e| anyhow::anyhow!("restoring state: {e}"))?;
         let shared = sm.shared();
-        let ledger = Ledger::open(&db)?;
+        let ledger = Ledger::open(&db, flusher)?;
 
         let raft_config = openraft::Config {
             cluster_name: "belfry".into(),

@@ -2,11 +2,14 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::flusher::Flusher;
 
 use super::{io_err, NodeId, StorageError, TypeConfig};
 
@@ -17,15 +20,15 @@ const LAST_PURGED: &[u8] = b"last_purged";
 /// The raft log store. Cheap to clone: sled trees are shared handles.
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
+    flusher: Arc<Flusher>,
     log: sled::Tree,
     meta: sled::Tree,
 }
 
 impl LogStore {
     /// Opens the log in `db`.
-    pub fn open(db: &sled::Db) -> Result<LogStore, sled::Error> {
-        Ok(LogStore { db: db.clone(), log: db.open_tree("raft_log")?, meta: db.open_tree("raft_meta")? })
+    pub fn open(db: &sled::Db, flusher: Arc<Flusher>) -> Result<LogStore, sled::Error> {
+        Ok(LogStore { flusher, log: db.open_tree("raft_log")?, meta: db.open_tree("raft_meta")? })
     }
 
     fn get_meta<T: DeserializeOwned>(
@@ -46,7 +49,7 @@ impl LogStore {
     }
 
     async fn flush(&self, subject: ErrorSubject<NodeId>) -> Result<(), StorageError> {
-        self.db.flush_async().await.map_err(|e| io_err(subject, ErrorVerb::Write, e))?;
+        self.flusher.flush().await.map_err(|e| io_err(subject, ErrorVerb::Write, e))?;
         Ok(())
     }
 
@@ -144,7 +147,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .insert(entry.log_id.index.to_be_bytes(), bytes)
                 .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         }
-        let flushed = self.db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
+        let flushed = self.flusher.flush().await.map_err(std::io::Error::other);
         callback.log_io_completed(flushed);
         Ok(())
     }

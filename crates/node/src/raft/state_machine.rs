@@ -12,6 +12,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::flusher::Flusher;
+
 use super::{io_err, NodeId, StorageError, TypeConfig};
 
 const CURRENT: &[u8] = b"current";
@@ -60,14 +62,14 @@ struct StoredSnapshot {
 #[derive(Clone)]
 pub struct StateMachineStore {
     shared: Arc<Shared>,
-    db: sled::Db,
+    flusher: Arc<Flusher>,
     snapshots: sled::Tree,
 }
 
 impl StateMachineStore {
     /// Opens the store in `db`, restoring the state from the last snapshot. openraft then
     /// re-applies the committed entries after it.
-    pub fn open(db: &sled::Db) -> Result<StateMachineStore, StorageError> {
+    pub fn open(db: &sled::Db, flusher: Arc<Flusher>) -> Result<StateMachineStore, StorageError> {
         let snapshots =
             db.open_tree("snapshots").map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
         let mut applied =
@@ -81,7 +83,7 @@ impl StateMachineStore {
         }
         Ok(StateMachineStore {
             shared: Arc::new(Shared { applied: RwLock::new(applied), changed: Notify::new() }),
-            db: db.clone(),
+            flusher,
             snapshots,
         })
     }
@@ -99,7 +101,7 @@ impl StateMachineStore {
         let subject = ErrorSubject::Snapshot(Some(stored.meta.signature()));
         let bytes = serde_json::to_vec(stored).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
         self.snapshots.insert(CURRENT, bytes).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        self.db.flush_async().await.map_err(|e| io_err(subject, ErrorVerb::Write, e))?;
+        self.flusher.flush().await.map_err(|e| io_err(subject, ErrorVerb::Write, e))?;
         Ok(())
     }
 }
