@@ -30,7 +30,11 @@ pub struct Dispatcher {
     worker: Arc<Worker>,
     completions: mpsc::Sender<Completion>,
     // std Mutexes: held only for lookups and inserts, never across an `.await`.
-    active: Mutex<HashSet<(FireKey, u32)>>,
+    /// Dispatches a task of this node is sending: `(key, attempt, lease deadline in ms)`. A
+    /// redispatch of the same attempt has a new lease, so it is a new entry.
+    active: Mutex<HashSet<(FireKey, u32, i64)>>,
+    /// Fires whose dispatch the settle loop is deciding.
+    settling: Mutex<HashSet<(FireKey, u32)>>,
     unhealthy: Mutex<HashMap<NodeId, Instant>>,
     next_worker: AtomicUsize,
 }
@@ -44,6 +48,7 @@ impl Dispatcher {
             worker,
             completions: tx,
             active: Mutex::new(HashSet::new()),
+            settling: Mutex::new(HashSet::new()),
             unhealthy: Mutex::new(HashMap::new()),
             next_worker: AtomicUsize::new(0),
         });
@@ -80,7 +85,8 @@ impl Dispatcher {
     /// Sends each committed dispatch in a task of its own.
     pub fn send_all(self: &Arc<Self>, dispatches: Vec<Dispatch>) {
         for d in dispatches {
-            let first = self.active.lock().unwrap_or_else(|e| e.into_inner()).insert((d.key.clone(), d.attempt));
+            let id = (d.key.clone(), d.attempt, d.lease_until.timestamp_millis());
+            let first = self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
             if !first {
                 continue;
             }
@@ -88,7 +94,7 @@ impl Dispatcher {
             let this = self.clone();
             tokio::spawn(async move {
                 this.deliver(&d).await;
-                this.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&(d.key.clone(), d.attempt));
+                this.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             });
         }
     }
@@ -188,23 +194,28 @@ impl Dispatcher {
             let candidates: Vec<Fire> = {
                 let applied = self.ctx.shared.read();
                 let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+                let settling = self.settling.lock().unwrap_or_else(|e| e.into_inner());
                 applied
                     .state
                     .fires_with_status(FireStatus::Dispatched)
-                    .filter(|f| !active.contains(&(f.key.clone(), f.attempt)))
+                    .filter(|f| {
+                        let lease = f.lease_until.map(|l| l.timestamp_millis()).unwrap_or(0);
+                        !active.contains(&(f.key.clone(), f.attempt, lease))
+                            && !settling.contains(&(f.key.clone(), f.attempt))
+                    })
                     .filter(|f| f.lease_until.is_none_or(|l| l + skew < now))
                     .take(1000)
                     .cloned()
                     .collect()
             };
             for fire in candidates {
-                let fresh =
-                    self.active.lock().unwrap_or_else(|e| e.into_inner()).insert((fire.key.clone(), fire.attempt));
+                let id = (fire.key.clone(), fire.attempt);
+                let fresh = self.settling.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
                 if fresh {
                     let this = self.clone();
                     tokio::spawn(async move {
                         this.settle(&fire, term).await;
-                        this.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&(fire.key.clone(), fire.attempt));
+                        this.settling.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                     });
                 }
             }

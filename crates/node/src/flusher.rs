@@ -21,6 +21,12 @@ impl Flusher {
     /// Makes every write issued before the call durable.
     pub async fn flush(&self) -> sled::Result<()> {
         let _one_at_a_time = self.lock.lock().await;
-        self.db.flush_async().await.map(|_| ())
+        // On tokio's blocking pool, not sled's own: sled writes sealed log buffers on its pool,
+        // and a flush waiting there can hold the thread the write it waits for needs.
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(result) => result.map(|_| ()),
+            Err(e) => Err(sled::Error::ReportableBug(format!("flush task failed: {e}"))),
+        }
     }
 }
