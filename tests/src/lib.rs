@@ -216,3 +216,30 @@ pub fn by_key(received: &[Received]) -> BTreeMap<String, Vec<&Received>> {
     }
     map
 }
+
+/// Jobs the cluster tests create.
+pub const JOBS: usize = 20;
+
+/// Creates [`JOBS`] jobs every 1 s from `start`, each posting to `sink`, through node `via`;
+/// returns their uids by name.
+pub async fn create_jobs(
+    cluster: &Cluster,
+    via: u64,
+    sink: &Sink,
+    start: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut uids = BTreeMap::new();
+    for i in 0..JOBS {
+        let name = format!("job-{i:02}");
+        let body = serde_json::json!({
+            "name": name,
+            "schedule": {"every": "1s", "start_at": belfry_core::api::rfc3339(start)},
+            "target": {"url": format!("{}/{name}", sink.url), "timeout": "5s"}
+        });
+        let r = cluster.http.post(format!("{}/v1/jobs", cluster.url(via))).json(&body).send().await?;
+        anyhow::ensure!(r.status() == 201, "create {name} through node {via}: {}", r.text().await?);
+        let job: belfry_core::api::JobView = r.json().await?;
+        uids.insert(name, job.uid);
+    }
+    Ok(uids)
+}

@@ -3,34 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use belfry_core::api::JobView;
-use belfry_tests::{by_key, wait_for, Cluster, Sink};
+use belfry_tests::{by_key, create_jobs, wait_for, Cluster, Sink, JOBS};
 use chrono::{DateTime, Utc};
-use serde_json::json;
-
-const JOBS: usize = 20;
-
-async fn create_jobs(
-    cluster: &Cluster,
-    via: u64,
-    sink: &Sink,
-    start: DateTime<Utc>,
-) -> anyhow::Result<BTreeMap<String, u64>> {
-    let mut uids = BTreeMap::new();
-    for i in 0..JOBS {
-        let name = format!("job-{i:02}");
-        let body = json!({
-            "name": name,
-            "schedule": {"every": "1s", "start_at": belfry_core::api::rfc3339(start)},
-            "target": {"url": format!("{}/{name}", sink.url), "timeout": "5s"}
-        });
-        let r = cluster.http.post(format!("{}/v1/jobs", cluster.url(via))).json(&body).send().await?;
-        assert_eq!(r.status(), 201, "create {name} through node {via}: {}", r.text().await?);
-        let job: JobView = r.json().await?;
-        uids.insert(name, job.uid);
-    }
-    Ok(uids)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fires_exactly_once_across_a_leader_kill() -> anyhow::Result<()> {
