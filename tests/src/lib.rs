@@ -12,14 +12,19 @@ use anyhow::{bail, Context as _};
 use belfry_core::api::ClusterView;
 use belfry_node::sink::Received;
 
+mod ops;
+
 /// The `belfry` binary built by this `cargo test` run (`BELFRY_BIN` overrides).
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("BELFRY_BIN") {
         return PathBuf::from(p);
     }
-    // Test executables live in target/<profile>/deps; the binary one level up.
+    // Test executables live in target/<profile>/deps, the binary one level up; tools such as
+    // belfry-bench sit beside it.
     let exe = std::env::current_exe().expect("current_exe");
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("belfry")).expect("target dir");
+    let dir = exe.parent().expect("executable dir");
+    let beside = dir.join("belfry");
+    let bin = if beside.exists() { beside } else { dir.parent().map(|d| d.join("belfry")).expect("target dir") };
     assert!(bin.exists(), "{} not found: run the tests with `cargo test --workspace`, which builds it", bin.display());
     bin
 }
@@ -40,6 +45,8 @@ pub struct NodeProc {
     /// gRPC address.
     pub grpc: SocketAddr,
     data_dir: PathBuf,
+    /// `--join` URL instead of `--initial-cluster` (nodes added to a running cluster).
+    join: Option<String>,
     child: Option<Child>,
 }
 
@@ -51,12 +58,22 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
     /// Shared HTTP client.
     pub http: reqwest::Client,
+    /// Extra `belfry serve` flags for every node (e.g. `--snapshot-logs 50`).
+    pub extra_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts `n` nodes that form one cluster.
     pub fn start(n: usize) -> anyhow::Result<Cluster> {
-        let mut dir = tempfile::tempdir()?;
+        Cluster::start_with(n, &[])
+    }
+
+    /// Starts `n` nodes that form one cluster, each with the extra `belfry serve` flags.
+    pub fn start_with(n: usize, extra_args: &[&str]) -> anyhow::Result<Cluster> {
+        Cluster::start_in(n, extra_args, tempfile::tempdir()?)
+    }
+
+    fn start_in(n: usize, extra_args: &[&str], mut dir: tempfile::TempDir) -> anyhow::Result<Cluster> {
         if std::env::var_os("BELFRY_TEST_KEEP").is_some() {
             dir.disable_cleanup(true);
             eprintln!("cluster data in {}", dir.path().display());
@@ -68,27 +85,42 @@ impl Cluster {
                 http: SocketAddr::from(([127, 0, 0, 1], ports[2 * i])),
                 grpc: SocketAddr::from(([127, 0, 0, 1], ports[2 * i + 1])),
                 data_dir: dir.path().join(format!("n{}", i + 1)),
+                join: None,
                 child: None,
             })
             .collect();
         let initial = nodes.iter().map(|n| format!("{}={}", n.id, n.grpc)).collect::<Vec<_>>().join(",");
-        let mut cluster = Cluster { nodes, initial, _dir: dir, http: reqwest::Client::new() };
+        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let mut cluster = Cluster { nodes, initial, _dir: dir, http: reqwest::Client::new(), extra_args };
         for i in 0..n {
             cluster.spawn(i)?;
         }
         Ok(cluster)
     }
 
+    /// Like [`Cluster::start`], but runs `prepare` on node 1's (empty) data dir first.
+    pub fn start_prepared(n: usize, prepare: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let first = dir.path().join("n1");
+        prepare(&first)?;
+        Cluster::start_in(n, &[], dir)
+    }
+
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let node = &mut self.nodes[i];
         std::fs::create_dir_all(&node.data_dir)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(node.data_dir.join("node.log"))?;
+        let formation = match &node.join {
+            Some(url) => ["--join", url.as_str()],
+            None => ["--initial-cluster", self.initial.as_str()],
+        };
         let child = Command::new(binary())
             .args(["serve", "--id", &node.id.to_string()])
             .args(["--http-addr", &node.http.to_string(), "--grpc-addr", &node.grpc.to_string()])
             .arg("--data-dir")
             .arg(&node.data_dir)
-            .args(["--initial-cluster", &self.initial])
+            .args(formation)
+            .args(&self.extra_args)
             .env("BELFRY_LOG", std::env::var("BELFRY_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

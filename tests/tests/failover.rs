@@ -58,7 +58,9 @@ async fn fires_exactly_once_across_a_leader_kill() -> anyhow::Result<()> {
     .map(|_| kill_instant.elapsed());
     let gap = resumed?;
     eprintln!("firing resumed {gap:?} after the leader was killed");
-    assert!(gap < Duration::from_secs(3), "firing resumed only after {gap:?}");
+    // A liveness bound, not a performance figure (those are in docs/BENCHMARKS.md): election
+    // takes 1.8-2.4 s by the default timeouts, more on a loaded machine.
+    assert!(gap < Duration::from_secs(10), "firing resumed only after {gap:?}");
 
     // The killed node comes back and catches up with the leader.
     cluster.restart(leader)?;

@@ -1,8 +1,14 @@
-//! The `belfry` binary.
+//! The `belfry` binary: the server commands (`serve`, `dev`, `sink`) and the client commands
+//! (`job`, `exec`, `dlq`, `schedule`, `cluster`; see [`cmd`] and docs/CLI.md).
 
+mod backup;
+mod cmd;
+mod config_file;
 mod dev;
 mod serve;
 mod sink;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -10,6 +16,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "belfry", version, about)]
 struct Cli {
+    #[command(flatten)]
+    client: cmd::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,21 +32,31 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run a recording webhook receiver.
     Sink(sink::SinkArgs),
+    /// Write a consistent backup of the cluster's state (through --endpoint) to a file.
+    Backup(backup::BackupArgs),
+    /// Stage a backup in an empty data dir to seed a new cluster.
+    Restore(backup::RestoreArgs),
+    /// The client commands; new groups are variants of [`cmd::ClientCommand`].
+    #[command(flatten)]
+    Client(cmd::ClientCommand),
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Sink(args) => sink::run(args).await,
+        Command::Backup(args) => backup::backup(&cli.client.endpoint, args).await,
+        Command::Restore(args) => backup::restore(args),
+        Command::Client(command) => return cmd::run(cli.client, command).await,
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

@@ -5,9 +5,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// Flags of `belfry serve`; each also reads `BELFRY_<FLAG>` from the environment.
+/// Flags of `belfry serve`; each also reads `BELFRY_<FLAG>` from the environment, and
+/// `--config FILE` supplies any of them from TOML (flags, then env, then the file).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings (keys are flag names; see deploy/belfry.toml).
+    #[arg(long, env = "BELFRY_CONFIG")]
+    pub config: Option<PathBuf>,
     /// This node's raft id (unique in the cluster, never reused).
     #[arg(long, env = "BELFRY_ID", default_value_t = 1)]
     pub id: u64,
@@ -42,6 +46,9 @@ pub struct ServeArgs {
     /// Build a snapshot after this many log entries since the last one.
     #[arg(long, env = "BELFRY_SNAPSHOT_LOGS", default_value_t = 5000)]
     pub snapshot_logs: u64,
+    /// Log entries kept behind the latest snapshot; older ones are purged.
+    #[arg(long, env = "BELFRY_KEEP_LOGS", default_value_t = 1000)]
+    pub keep_logs: u64,
     /// How long a worker may take to start a delivery it was handed, in milliseconds.
     #[arg(long, env = "BELFRY_LEASE_MS", default_value_t = 5000)]
     pub lease_ms: u64,
@@ -86,6 +93,7 @@ impl ServeArgs {
             anyhow::bail!("--election-timeout-ms must be more than twice --heartbeat-ms");
         }
         c.snapshot_logs = self.snapshot_logs;
+        c.keep_logs = self.keep_logs;
         c.lease = std::time::Duration::from_millis(self.lease_ms);
         c.max_clock_skew = std::time::Duration::from_millis(self.max_clock_skew_ms);
         c.signing_secret = self.signing_secret.clone();
@@ -95,6 +103,10 @@ impl ServeArgs {
 
 /// Runs one node until SIGINT or SIGTERM, then shuts it down and returns.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let args = match &args.config {
+        Some(file) => crate::config_file::apply(file, crate::config_file::serve_argv())?,
+        None => args,
+    };
     init_logging(&args.log_format);
     let node = belfry_node::Node::start(args.config()?).await?;
     wait_for_signal().await;

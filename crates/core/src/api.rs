@@ -218,6 +218,12 @@ pub struct ClusterView {
     pub commit_index: u64,
     /// Highest log index applied on the answering node.
     pub applied_index: u64,
+    /// Last log index covered by the answering node's latest snapshot.
+    #[serde(default)]
+    pub snapshot_index: Option<u64>,
+    /// Highest log index the answering node has purged (its log starts after it).
+    #[serde(default)]
+    pub purged_index: Option<u64>,
     /// Every voter and learner.
     pub members: Vec<MemberView>,
 }
@@ -237,6 +243,10 @@ pub struct MemberView {
     pub match_index: Option<u64>,
     /// Entries it is behind the leader (leader's view only).
     pub lag: Option<u64>,
+    /// Milliseconds since it last answered a raft RPC from the answering node (the leader's
+    /// view is the one that matters; null when it never has).
+    #[serde(default)]
+    pub last_contact_ms: Option<u64>,
     /// Whether it answered a probe just now.
     pub reachable: bool,
     /// The probe's error when it did not.
@@ -261,4 +271,24 @@ pub struct ErrorDetail {
     pub message: String,
     /// The request field at fault, when one is.
     pub field: Option<String>,
+}
+
+/// `GET /v1/backup`: a consistent copy of the replicated state, and `belfry restore`'s input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    /// Always [`Backup::FORMAT`].
+    pub format: String,
+    /// When it was taken (RFC 3339 UTC).
+    pub taken_at: String,
+    /// The node that answered.
+    pub node: NodeId,
+    /// The log index the state reflects.
+    pub applied_index: u64,
+    /// The state.
+    pub data: crate::Data,
+}
+
+impl Backup {
+    /// The format tag of this version.
+    pub const FORMAT: &'static str = "belfry-backup/1";
 }

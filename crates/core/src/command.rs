@@ -74,6 +74,29 @@ pub enum Command {
     Complete { now: DateTime<Utc>, completions: Vec<Completion> },
     /// Move a dead-lettered fire back to the queue, keeping its key.
     Requeue { key: FireKey, now: DateTime<Utc> },
+    /// Seed an empty cluster with the state of a backup (`belfry restore`).
+    Restore {
+        #[serde(with = "as_json_string")]
+        data: Box<crate::Data>,
+    },
+}
+
+/// Carries a value as one JSON string. [`Data`](crate::Data) has integer map keys, which
+/// serde cannot read back through an internally tagged enum such as [`Command`].
+mod as_json_string {
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+        serde_json::to_string(value).map_err(S::Error::custom)?.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, T: serde::de::DeserializeOwned, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        serde_json::from_str(&String::deserialize(deserializer)?).map_err(D::Error::custom)
+    }
 }
 
 /// What applying a command answers to its proposer.

@@ -102,8 +102,33 @@ impl State {
             Command::Fire { now, claims, redispatches } => Ok(self.fire(now, claims, redispatches)),
             Command::Complete { now, completions } => Ok(self.complete(now, completions)),
             Command::Requeue { key, now } => self.requeue(&key, now),
+            Command::Restore { data } => self.restore(*data),
         };
         result.unwrap_or_else(|error| Response::Rejected { error })
+    }
+
+    /// Replaces an empty state with a backup's. Refused once the cluster holds anything, so a
+    /// restore can never overwrite live jobs or history.
+    fn restore(&mut self, data: Data) -> Result<Response, ApplyError> {
+        if !self.data.jobs.is_empty() || !self.data.retired.is_empty() || !self.data.fires.is_empty() {
+            return Err(ApplyError::Conflict { message: "restore needs an empty cluster; this one has jobs".into() });
+        }
+        let invalid = |message: &str| ApplyError::Invalid { field: "data".into(), message: message.into() };
+        let max_uid = data.jobs.values().chain(data.retired.values()).map(|j| j.uid).max().unwrap_or(0);
+        if data.next_uid <= max_uid {
+            return Err(invalid("next_uid must be above every job uid"));
+        }
+        if data.fires.keys().next_back().is_some_and(|seq| *seq >= data.next_seq) {
+            return Err(invalid("next_seq must be above every fire sequence number"));
+        }
+        if data.history_limit == 0 {
+            return Err(invalid("history_limit must be positive"));
+        }
+        if data.jobs.iter().any(|(name, job)| *name != job.spec.name) {
+            return Err(invalid("jobs must be keyed by their name"));
+        }
+        *self = State::from_data(data);
+        Ok(Response::None)
     }
 
     // ---- jobs -------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ pub struct Config {
     pub election_timeout: Duration,
     /// Log entries between snapshots.
     pub snapshot_logs: u64,
+    /// Log entries kept behind a snapshot (so a briefly lagging follower needs no snapshot).
+    pub keep_logs: u64,
     /// How long a worker may take to start a delivery.
     pub lease: Duration,
     /// Largest clock difference assumed between nodes.
@@ -52,6 +54,7 @@ impl Config {
             heartbeat: Duration::from_millis(250),
             election_timeout: Duration::from_millis(600),
             snapshot_logs: 5000,
+            keep_logs: 1000,
             lease: Duration::from_secs(5),
             max_clock_skew: Duration::from_millis(500),
             signing_secret: None,

@@ -7,12 +7,13 @@ use std::time::Duration;
 use belfry_core::{Command, Response};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{forward_reply, read_index_reply, Empty, ForwardRequest, NotLeader};
-use crate::raft::network::{Channels, MAX_MESSAGE_BYTES};
+use crate::raft::network::{Channels, Contacts, MAX_MESSAGE_BYTES};
 use crate::raft::state_machine::Shared;
 use crate::raft::{NodeId, Raft};
 
@@ -46,6 +47,44 @@ pub struct Context {
     pub channels: Channels,
     /// Metrics.
     pub metrics: Metrics,
+    /// When each peer last answered this node's raft RPCs.
+    pub contacts: Contacts,
+    /// Raised while this node hands leadership over.
+    pub hold: WriteHold,
+}
+
+/// Holds new writes and leader reads while leadership is handed over: both would send
+/// entries or heartbeats that renew the followers' leader lease, which the new leader needs
+/// to run out (see `membership::transfer`). Writes wait, then go to the new leader.
+pub struct WriteHold(watch::Sender<bool>);
+
+impl Default for WriteHold {
+    fn default() -> WriteHold {
+        WriteHold(watch::Sender::new(false))
+    }
+}
+
+impl WriteHold {
+    /// Holds until the guard is dropped.
+    pub fn hold(&self) -> HoldGuard<'_> {
+        self.0.send_replace(true);
+        HoldGuard(self)
+    }
+
+    /// Returns once no hold is up.
+    pub async fn released(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|held| !*held).await;
+    }
+}
+
+/// Releases a [`WriteHold`] when dropped.
+pub struct HoldGuard<'a>(&'a WriteHold);
+
+impl Drop for HoldGuard<'_> {
+    fn drop(&mut self) {
+        self.0 .0.send_replace(false);
+    }
 }
 
 impl Context {
@@ -87,6 +126,7 @@ impl Context {
     }
 
     async fn propose_inner(&self, command: Command) -> Result<(u64, Response), ClusterError> {
+        self.hold.released().await;
         match self.raft.client_write(command.clone()).await {
             Ok(reply) => Ok((reply.log_id.index, reply.data)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -101,6 +141,24 @@ impl Context {
             }
             Err(RaftError::Fatal(e)) => Err(ClusterError::Internal(e.to_string())),
         }
+    }
+
+    /// Commits `command` only if this node leads when raft takes it; never forwards. For the
+    /// leader's own claims: a claim made by a deposed leader is worthless to the next one.
+    pub async fn propose_as_leader(&self, command: Command) -> Result<(u64, Response), ClusterError> {
+        let write = async {
+            self.hold.released().await;
+            match self.raft.client_write(command).await {
+                Ok(reply) => Ok((reply.log_id.index, reply.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    Err(ClusterError::NoLeader("no longer the leader".into()))
+                }
+                Err(e) => Err(ClusterError::Internal(e.to_string())),
+            }
+        };
+        tokio::time::timeout(CLUSTER_TIMEOUT, write)
+            .await
+            .unwrap_or_else(|_| Err(ClusterError::Unknown("timed out waiting for commit".into())))
     }
 
     async fn forward(&self, addr: &str, command: &Command) -> Result<(u64, Response), ClusterError> {
@@ -139,6 +197,7 @@ impl Context {
     }
 
     async fn linearize_inner(&self) -> Result<(), ClusterError> {
+        self.hold.released().await;
         if self.is_leader() && self.raft.ensure_linearizable().await.is_ok() {
             return Ok(());
         }

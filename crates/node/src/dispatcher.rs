@@ -178,7 +178,7 @@ impl Dispatcher {
         let assign = self.assignment(term, now);
         let command =
             Command::Fire { now, claims: vec![], redispatches: vec![Redispatch { key, attempt: attempt_no, assign }] };
-        if let Ok((_, Response::Dispatches { dispatches })) = self.ctx.propose(command).await {
+        if let Ok((_, Response::Dispatches { dispatches })) = self.ctx.propose_as_leader(command).await {
             self.send_all(dispatches);
         }
     }
@@ -301,10 +301,30 @@ async fn commit_completions(ctx: Arc<Context>, mut rx: mpsc::Receiver<Completion
             }
         }
         let n = batch.len();
-        if let Err(e) = ctx.propose(Command::Complete { now: Utc::now(), completions: batch }).await {
+        let keys: Vec<FireKey> = batch.iter().map(|c| c.key.clone()).collect();
+        match ctx.propose(Command::Complete { now: Utc::now(), completions: batch }).await {
+            Ok(_) => log_dead_letters(&ctx, &keys),
             // Not lost: the outcomes are in the workers' ledgers, and the next leader's settle
             // loop commits them from there.
-            tracing::warn!(count = n, error = %e, "could not commit completions");
+            Err(e) => tracing::warn!(count = n, error = %e, "could not commit completions"),
+        }
+    }
+}
+
+/// One line per fire the committed completions dead-lettered.
+fn log_dead_letters(ctx: &Context, keys: &[FireKey]) {
+    let applied = ctx.shared.read();
+    for key in keys {
+        if let Some(fire) = applied.state.fire_by_key(key).filter(|f| f.status == FireStatus::DeadLettered) {
+            let status = fire.attempts.last().and_then(|a| a.http_status);
+            tracing::warn!(
+                node = ctx.id(),
+                job = %fire.job_name,
+                key = %fire.key,
+                attempts = fire.attempt,
+                http_status = ?status,
+                "fire dead-lettered"
+            );
         }
     }
 }

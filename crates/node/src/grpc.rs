@@ -1,7 +1,7 @@
 //! The gRPC server: raft RPCs, worker RPCs and cluster RPCs on one port.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use belfry_core::Command;
 use openraft::error::{ClientWriteError, RaftError};
@@ -12,13 +12,14 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::context::Context;
+use crate::membership;
 use crate::proto::cluster_server::Cluster;
 use crate::proto::raft_server::Raft as RaftService;
 use crate::proto::worker_server::Worker as WorkerService;
 use crate::proto::{
-    forward_reply, join_reply, read_index_reply, DeliverReply, DeliverRequest, Empty, ForwardReply, ForwardRequest,
-    InfoReply, JoinReply, JoinRequest, NotLeader, QueryDeliveryReply, QueryDeliveryRequest, RaftPayload,
-    ReadIndexReply,
+    forward_reply, read_index_reply, AdminReply, AdminRequest, DeliverReply, DeliverRequest, Empty, ForwardReply,
+    ForwardRequest, InfoReply, NotLeader, QueryDeliveryReply, QueryDeliveryRequest, RaftPayload, ReadIndexReply,
+    TakeLeadershipRequest,
 };
 use crate::raft::{NodeId, TypeConfig};
 use crate::worker::Worker;
@@ -90,6 +91,7 @@ impl Cluster for Services {
     async fn forward(&self, req: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
         let command: Command = serde_json::from_slice(&req.into_inner().command)
             .map_err(|e| Status::invalid_argument(format!("bad command: {e}")))?;
+        self.ctx.hold.released().await;
         let reply = match self.ctx.raft.client_write(command).await {
             Ok(r) => {
                 let body = serde_json::to_vec(&r.data).map_err(|e| Status::internal(e.to_string()))?;
@@ -104,6 +106,7 @@ impl Cluster for Services {
     }
 
     async fn read_index(&self, _req: Request<Empty>) -> Result<Response<ReadIndexReply>, Status> {
+        self.ctx.hold.released().await;
         let result = match self.ctx.raft.ensure_linearizable().await {
             Ok(log_id) => read_index_reply::Result::Index(log_id.map(|l| l.index).unwrap_or(0)),
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
@@ -120,27 +123,27 @@ impl Cluster for Services {
             id: self.ctx.id(),
             http_addr: self.ctx.config.advertise_http.clone(),
             grpc_addr: self.ctx.config.advertise_grpc.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: crate::VERSION.to_string(),
             term: m.current_term,
             leader: m.current_leader,
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
         }))
     }
 
-    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
-        let req = req.into_inner();
-        let result = match crate::membership::add_member(&self.ctx, req.id, req.grpc_addr).await {
-            Ok(()) => join_reply::Result::Ok(true),
-            Err(crate::membership::MembershipError::NotLeader(f)) => join_reply::Result::NotLeader(f),
-            Err(e) => join_reply::Result::Error(e.to_string()),
-        };
-        Ok(Response::new(JoinReply { result: Some(result) }))
+    async fn admin(&self, req: Request<AdminRequest>) -> Result<Response<AdminReply>, Status> {
+        let op: membership::Op = serde_json::from_slice(&req.into_inner().op)
+            .map_err(|e| Status::invalid_argument(format!("bad operation: {e}")))?;
+        let result = membership::run_local(&self.ctx, op).await;
+        let result = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(AdminReply { result }))
     }
-}
 
-/// The voter ids of the current membership.
-pub fn voters(ctx: &Context) -> BTreeSet<NodeId> {
-    let metrics = ctx.raft.metrics();
-    let m = metrics.borrow();
-    m.membership_config.membership().voter_ids().collect()
+    async fn take_leadership(&self, req: Request<TakeLeadershipRequest>) -> Result<Response<Empty>, Status> {
+        let req = req.into_inner();
+        if !membership::voters(&self.ctx).contains(&self.ctx.id()) {
+            return Err(Status::failed_precondition("not a voter"));
+        }
+        membership::take_leadership(self.ctx.clone(), req.term, Duration::from_millis(req.elect_after_ms.min(10_000)));
+        Ok(Response::new(Empty {}))
+    }
 }

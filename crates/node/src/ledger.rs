@@ -53,6 +53,11 @@ impl Ledger {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(id(key, attempt))
     }
 
+    /// How many attempts this process is sending right now.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Ends [`Ledger::claim`].
     pub fn release(&self, key: &str, attempt: u32) {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&id(key, attempt));

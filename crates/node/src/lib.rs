@@ -15,11 +15,15 @@ mod membership;
 pub mod metrics;
 pub mod node;
 pub mod raft;
+pub mod restore;
 pub mod sink;
 mod ticker;
 pub mod worker;
 
 pub use config::Config;
+
+/// belfry's version, as built.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use node::Node;
 
 /// Generated gRPC types and services (proto/belfry.proto).

@@ -88,6 +88,10 @@ impl Metrics {
             .expect("valid metric"),
             registry,
         };
+        // Every outcome is exported from the start, at zero, so dashboards and alerts see it.
+        for outcome in ["dispatched", "success", "retryable", "permanent", "refused"] {
+            m.fires_total.with_label_values(&[outcome]);
+        }
         let r = &m.registry;
         let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.fires_total.clone()),

@@ -20,7 +20,7 @@ use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::proto::{cluster_server::ClusterServer, raft_server::RaftServer, worker_server::WorkerServer};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{Channels, Network, MAX_MESSAGE_BYTES};
+use crate::raft::network::{Channels, Contacts, Network, MAX_MESSAGE_BYTES};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::Raft;
 use crate::worker::Worker;
@@ -63,13 +63,15 @@ impl Node {
             election_timeout_min: config.election_timeout.as_millis() as u64,
             election_timeout_max: 2 * config.election_timeout.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: config.keep_logs,
             install_snapshot_timeout: 30_000,
             ..Default::default()
         }
         .validate()?;
         let channels = Channels::default();
-        let raft = Raft::new(config.id, Arc::new(raft_config), Network::new(channels.clone()), log, sm).await?;
+        let contacts = Contacts::default();
+        let network = Network::new(channels.clone(), contacts.clone());
+        let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm).await?;
 
         let grpc_listener =
             TcpListener::bind(config.grpc_addr).await.with_context(|| format!("binding gRPC {}", config.grpc_addr))?;
@@ -78,7 +80,15 @@ impl Node {
         let grpc_addr = grpc_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
 
-        let ctx = Arc::new(Context { config, raft, shared, channels, metrics: Metrics::new() });
+        let ctx = Arc::new(Context {
+            config,
+            raft,
+            shared,
+            channels,
+            metrics: Metrics::new(),
+            contacts,
+            hold: Default::default(),
+        });
         let worker = Arc::new(Worker::new(ctx.clone(), ledger));
         let dispatcher = Dispatcher::start(ctx.clone(), worker.clone());
         let (stop, stop_rx) = watch::channel(false);
@@ -125,6 +135,7 @@ impl Node {
         tasks.push(tokio::spawn(crate::ticker::run(ctx.clone(), dispatcher, stop_rx.clone())));
 
         form_cluster(&ctx).await?;
+        crate::restore::apply_staged(&ctx)?;
         tracing::info!(node = ctx.id(), http = %http_addr, grpc = %grpc_addr, "node started");
         Ok(Node { ctx, worker, stop, tasks, http_addr, grpc_addr })
     }
@@ -134,17 +145,38 @@ impl Node {
         &self.ctx
     }
 
-    /// Stops the node: no new sends, servers closed, raft shut down. In-flight HTTP sends
-    /// finish within their timeout or are settled by the next leader through the ledger.
+    /// Stops the node gracefully: a leader hands leadership to the most caught-up voter
+    /// first; the worker starts no new sends and waits (up to `SEND_DRAIN`) for those in
+    /// flight; then the servers close and raft shuts down. Sends still running at the end
+    /// are settled by the leader through this node's ledger.
     pub async fn shutdown(self) {
+        if self.ctx.is_leader() && crate::membership::voters(&self.ctx).len() > 1 {
+            match tokio::time::timeout(HANDOVER, crate::membership::transfer(&self.ctx, None)).await {
+                Ok(Ok(leader)) => {
+                    tracing::info!(node = self.ctx.id(), leader, "handed leadership over before stopping")
+                }
+                Ok(Err(e)) => tracing::warn!(node = self.ctx.id(), error = %e, "could not hand leadership over"),
+                Err(_) => tracing::warn!(node = self.ctx.id(), "leadership handover timed out"),
+            }
+        }
         self.worker.drain();
+        let left = self.worker.finish_in_flight(SEND_DRAIN).await;
+        if left > 0 {
+            tracing::warn!(node = self.ctx.id(), sends = left, "stopping with sends in flight");
+        }
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
         let _ = self.ctx.raft.shutdown().await;
+        tracing::info!(node = self.ctx.id(), "node stopped");
     }
 }
+
+/// How long a stopping leader tries to hand leadership over.
+const HANDOVER: Duration = Duration::from_secs(8);
+/// How long a stopping worker waits for its sends in flight.
+const SEND_DRAIN: Duration = Duration::from_secs(10);
 
 fn tokio_stream_listener(
     listener: TcpListener,

@@ -77,7 +77,7 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
                 .into_iter()
                 .map(|(key, attempt)| Redispatch { key, attempt, assign: dispatcher.assignment(term, now) })
                 .collect();
-            match ctx.propose(Command::Fire { now, claims, redispatches }).await {
+            match ctx.propose_as_leader(Command::Fire { now, claims, redispatches }).await {
                 Ok((_, Response::Dispatches { dispatches })) => dispatcher.send_all(dispatches),
                 Ok(_) => {}
                 Err(e) => {

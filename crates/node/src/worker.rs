@@ -52,6 +52,17 @@ impl Worker {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// Waits up to `deadline` for the sends in flight to finish; returns how many did not.
+    /// Those are settled by the leader through this node's ledger once it is back, or sent
+    /// again with the same key if it never comes back.
+    pub async fn finish_in_flight(&self, deadline: Duration) -> usize {
+        let until = tokio::time::Instant::now() + deadline;
+        while self.ledger.in_flight_count() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.ledger.in_flight_count()
+    }
+
     fn refuse(&self, why: &str) -> DeliverReply {
         self.ctx.metrics.fires_total.with_label_values(&["refused"]).inc();
         DeliverReply { result: Some(deliver_reply::Result::Refused(why.to_string())) }

@@ -2,15 +2,69 @@
 //!
 //! A [`ScheduleSpec`] is what users write (the JSON form); [`Schedule::parse`]
 //! validates it into a [`Schedule`] that answers "what is the next instant
-//! strictly after T" in UTC with millisecond precision.
+//! strictly after T" in UTC with millisecond precision. Three kinds exist:
+//! `cron` (in any IANA zone, via chrono-tz), `every` (a fixed period from
+//! `start_at`, or from the creation time) and `at` (one instant). `start_at`
+//! and `end_at` bound all three; `jitter` is reported, never applied here
+//! (the caller adds [`jitter_offset`] for each fire key).
 //!
-//! This is the API contract other crates build against; the full cron grammar
-//! and daylight-saving rules live behind it.
+//! # Cron evaluation
+//!
+//! Cron is evaluated in two steps (see the `cron` module): a field-skipping
+//! search for the next matching *wall-clock* time, then a mapping of wall-clock
+//! times to instants in the zone. Nothing scans minute by minute, and an
+//! expression that never matches (`0 0 30 2 *`) gives `None` after searching
+//! 28 years. Fire instants are whole seconds.
+//!
+//! Day of month and day of week combine as in Vixie cron: when both are
+//! restricted a day matches if either does, otherwise the restricted one alone
+//! decides. "Unrestricted" means the field is exactly `*` or `?`; a step such as
+//! `*/2` counts as a restriction (Vixie cron would treat a field starting with
+//! `*` as unrestricted, which silently turns the OR into an AND).
+//!
+//! # Daylight saving
+//!
+//! A cron is *fixed-time* when its second, minute and hour fields contain no
+//! `*` (`*/5` contains one; `0,30` and `1-3` do not); otherwise it is *wildcard*.
+//!
+//! - Fixed-time, spring-forward gap: a wall time the gap skips fires once, at
+//!   the instant the gap ends (the wall clock then shows the post-gap time, e.g.
+//!   03:00 in Berlin). When several scheduled wall times fall into the same gap
+//!   they all collapse into that one fire, which also coincides with (and is
+//!   the same fire as) a time scheduled exactly at the gap's end. Example:
+//!   `0 0,30 2,3 * * *` in Europe/Berlin on 2025-03-30 fires at 03:00 CEST
+//!   (for 02:00, 02:30 and 03:00 together), then 03:30 CEST.
+//! - Fixed-time, fall-back overlap: a wall time that occurs twice fires once,
+//!   at its first occurrence (the earlier offset).
+//! - Wildcard: fires at every instant whose wall-clock time matches, so nothing
+//!   fires inside a gap and both occurrences fire inside an overlap (in instant
+//!   order: the whole first pass, then the whole second pass).
+//!
+//! These rules are stated on wall-clock times and offsets only, so zones with
+//! 30-minute shifts (Australia/Lord_Howe) and odd offsets (Pacific/Chatham,
+//! Asia/Kathmandu) need no special handling. The reference fixture in
+//! `tests/schedule-reference` is produced by an independent Python
+//! implementation of the same rules and checked by `tests/reference.rs`.
+//!
+//! # Left out
+//!
+//! - Wrap-around ranges (`FRI-MON`) and a year field.
+//! - Sub-second cron fields; `every` keeps millisecond precision.
+//! - Leap seconds (chrono-tz, like POSIX time, has none).
+
+mod cron;
+mod describe;
+mod duration;
+mod every;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+
+use cron::Cron;
+pub use duration::{format_duration, parse_duration};
 
 /// The user-facing form of a schedule: exactly one of `cron`, `every`, `at`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -60,6 +114,7 @@ pub struct Schedule {
 
 #[derive(Debug, Clone)]
 enum Kind {
+    Cron(Box<Cron>),
     Every { anchor: DateTime<Utc>, period_ms: i64 },
     At(DateTime<Utc>),
 }
@@ -69,9 +124,22 @@ impl Schedule {
     pub fn parse(spec: &ScheduleSpec, created_at: DateTime<Utc>) -> Result<Schedule, ScheduleError> {
         let start_at = spec.start_at.as_deref().map(|s| parse_instant("start_at", s)).transpose()?;
         let end_at = spec.end_at.as_deref().map(|s| parse_instant("end_at", s)).transpose()?;
+        if let (Some(start), Some(end)) = (start_at, end_at) {
+            if end < start {
+                return Err(ScheduleError { field: "end_at", message: "end_at is before start_at".into() });
+            }
+        }
         let jitter = match spec.jitter.as_deref() {
             Some(s) => parse_duration(s).map_err(|message| ScheduleError { field: "jitter", message })?,
             None => Duration::ZERO,
+        };
+        // Validated whatever the kind, although only cron reads it.
+        let tz = match spec.timezone.as_deref() {
+            None => Tz::UTC,
+            Some(name) => name.parse::<Tz>().map_err(|_| ScheduleError {
+                field: "timezone",
+                message: format!("unknown time zone {name:?} (use an IANA name such as Europe/Berlin)"),
+            })?,
         };
         let kind = match (&spec.cron, &spec.every, &spec.at) {
             (None, Some(every), None) => {
@@ -83,8 +151,9 @@ impl Schedule {
                 Kind::Every { anchor: start_at.unwrap_or(created_at), period_ms }
             }
             (None, None, Some(at)) => Kind::At(parse_instant("at", at)?),
-            (Some(_), None, None) => {
-                return Err(ScheduleError { field: "cron", message: "cron is not supported yet".into() })
+            (Some(expr), None, None) => {
+                let cron = Cron::parse(expr, tz).map_err(|message| ScheduleError { field: "cron", message })?;
+                Kind::Cron(Box::new(cron))
             }
             _ => {
                 return Err(ScheduleError {
@@ -102,14 +171,13 @@ impl Schedule {
             Some(s) if s > after => s - chrono::Duration::milliseconds(1),
             _ => after,
         };
+        if self.end_at.is_some_and(|end| after >= end) {
+            return None;
+        }
         let next = match &self.kind {
             Kind::At(at) => (*at > after).then_some(*at),
-            Kind::Every { anchor, period_ms } => {
-                let a = anchor.timestamp_millis();
-                let t = after.timestamp_millis();
-                let n = if t < a { 0 } else { (t - a) / period_ms + 1 };
-                DateTime::from_timestamp_millis(a + n * period_ms)
-            }
+            Kind::Every { anchor, period_ms } => every::next_every(*anchor, *period_ms, after),
+            Kind::Cron(cron) => cron.next_after(after),
         }?;
         match self.end_at {
             Some(end) if next > end => None,
@@ -119,7 +187,7 @@ impl Schedule {
 
     /// Up to `count` instants strictly after `after`.
     pub fn upcoming(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
-        let mut out = Vec::with_capacity(count);
+        let mut out = Vec::with_capacity(count.min(1024));
         let mut t = after;
         while out.len() < count {
             match self.next_after(t) {
@@ -138,13 +206,14 @@ impl Schedule {
         self.jitter
     }
 
-    /// A human description, e.g. "At 02:30, Monday through Friday, Europe/Berlin".
+    /// A human description, e.g. "At 02:30, Monday through Friday (Europe/Berlin)".
     pub fn describe(&self) -> String {
         match &self.kind {
-            Kind::At(at) => format!("Once, at {}", at.to_rfc3339()),
+            Kind::At(at) => format!("Once, at {}", at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             Kind::Every { period_ms, .. } => {
-                format!("Every {}", format_duration(Duration::from_millis(*period_ms as u64)))
+                format!("Every {}", duration::spell_duration(Duration::from_millis(*period_ms as u64)))
             }
+            Kind::Cron(cron) => describe::describe(cron),
         }
     }
 }
@@ -168,53 +237,4 @@ fn parse_instant(field: &'static str, s: &str) -> Result<DateTime<Utc>, Schedule
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| ScheduleError { field, message: format!("not an RFC 3339 instant: {e}") })
-}
-
-/// Parses `500ms`, `30s`, `5m`, `2h`, `1d` and concatenations such as `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total: u64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("invalid duration {s:?}: expected a number"));
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| format!("invalid duration {s:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let ms_per = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            u => return Err(format!("invalid duration {s:?}: unknown unit {u:?} (use ms, s, m, h, d)")),
-        };
-        rest = &rest[unit_len..];
-        total = n
-            .checked_mul(ms_per)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
-    }
-    Ok(Duration::from_millis(total))
-}
-
-/// Formats a duration the way [`parse_duration`] reads it (`1h30m`, `500ms`).
-pub fn format_duration(d: Duration) -> String {
-    let mut ms = d.as_millis() as u64;
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, per) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
-        if ms >= per {
-            out.push_str(&format!("{}{}", ms / per, unit));
-            ms %= per;
-        }
-    }
-    out
 }

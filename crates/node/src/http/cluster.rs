@@ -1,8 +1,6 @@
-//! `/v1/cluster`, membership changes, `/healthz` and `/readyz`.
+//! `/v1/cluster`, membership changes, leadership transfer, `/healthz` and `/readyz`.
 
-use std::time::Duration;
-
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -11,31 +9,22 @@ use serde::Deserialize;
 
 use super::error::{ApiError, Body};
 use super::Api;
-use crate::membership::{self, MembershipError};
-use crate::proto::cluster_client::ClusterClient;
-use crate::proto::{join_reply, Empty, JoinRequest};
-
-/// How long a member probe may take.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+use crate::membership::{self, MembershipError, Op};
 
 pub async fn status(State(ctx): State<Api>) -> Json<ClusterView> {
+    Json(view(&ctx).await)
+}
+
+async fn view(ctx: &Api) -> ClusterView {
     let m = ctx.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership().clone();
     let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
     let last_log = m.last_log_index.unwrap_or(0);
     let probes = membership.nodes().map(|(id, node)| {
-        let ctx = ctx.clone();
         let (id, addr) = (*id, node.addr.clone());
         async move {
-            let probe = async {
-                let ch = ctx.channels.get(&addr).map_err(|e| e.to_string())?;
-                let mut req = tonic::Request::new(Empty {});
-                req.set_timeout(PROBE_TIMEOUT);
-                ClusterClient::new(ch).info(req).await.map(|r| r.into_inner()).map_err(|s| s.message().to_string())
-            };
-            let result =
-                tokio::time::timeout(PROBE_TIMEOUT, probe).await.unwrap_or_else(|_| Err("probe timed out".into()));
-            (id, addr, result)
+            let probe = if id == ctx.id() { Ok(None) } else { membership::probe(ctx, &addr).await.map(Some) };
+            (id, addr, probe)
         }
     });
     let results = futures::future::join_all(probes).await;
@@ -44,7 +33,8 @@ pub async fn status(State(ctx): State<Api>) -> Json<ClusterView> {
         .map(|(id, grpc_addr, probe)| {
             let matched = m.replication.as_ref().and_then(|r| r.get(&id)).map(|l| l.map(|l| l.index).unwrap_or(0));
             let (reachable, error, http_addr, version) = match probe {
-                Ok(info) => (true, None, Some(info.http_addr), Some(info.version)),
+                Ok(Some(info)) => (true, None, Some(info.http_addr), Some(info.version)),
+                Ok(None) => (true, None, Some(ctx.config.advertise_http.clone()), Some(crate::VERSION.to_string())),
                 Err(e) => (false, Some(e), None, None),
             };
             MemberView {
@@ -54,21 +44,42 @@ pub async fn status(State(ctx): State<Api>) -> Json<ClusterView> {
                 voter: voters.contains(&id),
                 match_index: matched,
                 lag: matched.map(|i| last_log.saturating_sub(i)),
+                last_contact_ms: if id == ctx.id() {
+                    Some(0)
+                } else {
+                    ctx.contacts.since(id).map(|d| d.as_millis() as u64)
+                },
                 reachable,
                 error,
                 version,
             }
         })
         .collect();
-    Json(ClusterView {
+    ClusterView {
         node: ctx.id(),
         leader: m.current_leader,
         term: m.current_term,
         // openraft 0.9 publishes no commit index; everything applied is committed.
         commit_index: m.last_applied.map(|l| l.index).unwrap_or(0),
         applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
         members,
-    })
+    }
+}
+
+impl From<MembershipError> for ApiError {
+    fn from(e: MembershipError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            MembershipError::Invalid { field, message } => ApiError::invalid(&field, message),
+            MembershipError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            MembershipError::Unsafe(_) => ApiError::new(StatusCode::CONFLICT, "unsafe_change", message),
+            MembershipError::NotLeader { .. } | MembershipError::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message)
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -76,59 +87,73 @@ pub async fn status(State(ctx): State<Api>) -> Json<ClusterView> {
 pub struct AddMember {
     id: u64,
     grpc_addr: String,
+    /// Accepted for symmetry with `/v1/cluster`; members report their HTTP address themselves.
     #[serde(default)]
+    #[allow(dead_code)]
     http_addr: Option<String>,
 }
 
-pub async fn add_member(State(ctx): State<Api>, Body(req): Body<AddMember>) -> Result<impl IntoResponse, ApiError> {
+/// Adds a node as a learner and promotes it to voter once it has caught up; answers when
+/// it is a voter. Repeating it for a voter at the same address is a no-op.
+pub async fn add_member(State(ctx): State<Api>, Body(req): Body<AddMember>) -> Result<Json<ClusterView>, ApiError> {
     if req.id == 0 {
         return Err(ApiError::invalid("id", "must be positive"));
     }
-    if !req.grpc_addr.contains(':') {
+    if req.grpc_addr.parse::<std::net::SocketAddr>().is_err() && !looks_like_host_port(&req.grpc_addr) {
         return Err(ApiError::invalid("grpc_addr", "must be host:port"));
     }
-    match membership::add_member(&ctx, req.id, req.grpc_addr.clone()).await {
-        Ok(()) => Ok((StatusCode::OK, Json(serde_json::json!({"id": req.id, "grpc_addr": req.grpc_addr})))),
-        Err(MembershipError::NotLeader(nl)) => {
-            // Forward the join to the leader over gRPC.
-            if nl.leader_grpc_addr.is_empty() {
-                return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "no leader elected"));
-            }
-            let ch = ctx
-                .channels
-                .get(&nl.leader_grpc_addr)
-                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", e.to_string()))?;
-            let reply = ClusterClient::new(ch)
-                .join(JoinRequest {
-                    id: req.id,
-                    grpc_addr: req.grpc_addr.clone(),
-                    http_addr: req.http_addr.unwrap_or_default(),
-                })
-                .await
-                .map_err(|s| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", s.message().to_string()))?
-                .into_inner();
-            match reply.result {
-                Some(join_reply::Result::Ok(_)) => {
-                    Ok((StatusCode::OK, Json(serde_json::json!({"id": req.id, "grpc_addr": req.grpc_addr}))))
-                }
-                Some(join_reply::Result::Error(e)) => Err(ApiError::new(StatusCode::CONFLICT, "membership", e)),
-                _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "leadership is changing")),
-            }
+    membership::run(&ctx, Op::Add { id: req.id, grpc_addr: req.grpc_addr }).await?;
+    Ok(Json(view(&ctx).await))
+}
+
+fn looks_like_host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
         }
-        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "membership", e.to_string())),
+        None => false,
     }
 }
 
-pub async fn remove_member(State(ctx): State<Api>, Path(id): Path<u64>) -> Result<StatusCode, ApiError> {
-    match membership::remove_member(&ctx, id).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(MembershipError::NotLeader(_)) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_leader",
-            "membership changes must be sent to the leader",
-        )),
-        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "membership", e.to_string())),
-    }
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Removes a member. Refused (409) when fewer than a majority of the remaining voters would
+/// be reachable, unless `?force=true`; removing the leader hands leadership over first.
+pub async fn remove_member(
+    State(ctx): State<Api>,
+    Path(id): Path<u64>,
+    Query(q): Query<RemoveQuery>,
+) -> Result<StatusCode, ApiError> {
+    membership::run(&ctx, Op::Remove { id, force: q.force }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    #[serde(default)]
+    to: Option<u64>,
+}
+
+/// Hands leadership to `to` (or the most caught-up voter) and answers with the new view.
+pub async fn transfer_leadership(
+    State(ctx): State<Api>,
+    Body(req): Body<Transfer>,
+) -> Result<Json<ClusterView>, ApiError> {
+    membership::run(&ctx, Op::Transfer { to: req.to }).await?;
+    Ok(Json(view(&ctx).await))
+}
+
+/// `GET /v1/backup`: the state as of every write committed before the request.
+pub async fn backup(State(ctx): State<Api>) -> Result<Json<belfry_core::api::Backup>, ApiError> {
+    Ok(Json(crate::restore::backup(&ctx).await?))
 }
 
 pub async fn healthz() -> &'static str {

@@ -98,6 +98,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.body_text())
             }
         })?;
+        // An empty body reads as `{}`, so optional-only bodies may be left out.
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { bytes };
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
             let path = e.path().to_string();

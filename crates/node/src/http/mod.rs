@@ -45,6 +45,8 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/members", post(cluster::add_member))
         .route("/v1/cluster/members/{id}", axum::routing::delete(cluster::remove_member))
+        .route("/v1/cluster/transfer-leadership", post(cluster::transfer_leadership))
+        .route("/v1/backup", get(cluster::backup))
         .route("/healthz", get(cluster::healthz))
         .route("/readyz", get(cluster::readyz))
         .route("/metrics", get(metrics))

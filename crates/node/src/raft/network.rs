@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -49,16 +49,34 @@ impl Channels {
     }
 }
 
+/// When each peer last answered a raft RPC from this node (for `/v1/cluster`).
+#[derive(Clone, Default)]
+pub struct Contacts {
+    inner: Arc<Mutex<HashMap<NodeId, Instant>>>,
+}
+
+impl Contacts {
+    fn touch(&self, id: NodeId) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Instant::now());
+    }
+
+    /// How long ago `id` last answered, if it ever did.
+    pub fn since(&self, id: NodeId) -> Option<Duration> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).get(&id).map(Instant::elapsed)
+    }
+}
+
 /// Builds a [`PeerClient`] per target, from the channel cache.
 #[derive(Clone)]
 pub struct Network {
     channels: Channels,
+    contacts: Contacts,
 }
 
 impl Network {
-    /// A network over `channels`.
-    pub fn new(channels: Channels) -> Network {
-        Network { channels }
+    /// A network over `channels` that records answers in `contacts`.
+    pub fn new(channels: Channels, contacts: Contacts) -> Network {
+        Network { channels, contacts }
     }
 }
 
@@ -71,7 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
         });
-        PeerClient { target, addr: node.addr.clone(), client }
+        PeerClient { target, addr: node.addr.clone(), client, contacts: self.contacts.clone() }
     }
 }
 
@@ -80,6 +98,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     client: Option<RaftClient<Channel>>,
+    contacts: Contacts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +132,7 @@ impl PeerClient {
             tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
             _ => RPCError::Network(NetworkError::new(&status)),
         })?;
+        self.contacts.touch(self.target);
         let result: Result<Resp, RaftError<NodeId, E>> =
             serde_json::from_slice(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

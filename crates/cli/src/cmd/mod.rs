@@ -1,0 +1,162 @@
+//! The client subcommands (`belfry job|exec|dlq|schedule|cluster …`): one module per group,
+//! each a thin layer over [`belfry_client::Client`] that renders the answer as a table
+//! ([`table`]) or as the server's JSON.
+//!
+//! Exit codes (docs/CLI.md; the tests rely on them): 0 ok; 1 the server answered an error (one
+//! line `error: <code>: <message> (field: <field>)` on stderr) or something that is not
+//! belfry's API; 2 usage (clap's own errors, a bad job file, an invalid endpoint); 3 the
+//! endpoint could not be reached; 4 a local file could not be written.
+
+pub mod cluster;
+pub mod exec;
+pub mod job;
+pub mod schedule;
+mod spec;
+mod table;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use belfry_client::Client;
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+/// Where `--help` lists the client flags: apart, since `serve`, `dev` and `sink` ignore them.
+const CLIENT_OPTIONS: &str = "Client options";
+
+/// Connection and output flags shared by every client subcommand (global: accepted before or
+/// after the subcommand).
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The node to talk to; any node answers (writes are forwarded to the leader).
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "BELFRY_ENDPOINT", default_value = "http://127.0.0.1:7101")]
+    pub endpoint: String,
+    /// `table` for people, `json` for the server's JSON.
+    #[arg(long, short = 'o', global = true, help_heading = CLIENT_OPTIONS, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Give up on a request after this many seconds.
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "BELFRY_TIMEOUT_SECS", default_value_t = 30, value_name = "SECS")]
+    pub timeout_secs: u64,
+}
+
+/// How answers are printed.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns, RFC 3339 times.
+    Table,
+    /// The server's JSON, pretty-printed.
+    Json,
+}
+
+/// The client subcommand groups, flattened into the binary's top-level commands.
+// Parsed once at start; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Create, inspect and control jobs.
+    #[command(subcommand)]
+    Job(job::JobCommand),
+    /// Inspect fires (executions) and their attempts.
+    #[command(subcommand)]
+    Exec(exec::ExecCommand),
+    /// The dead-letter queue: fires that ran out of attempts.
+    #[command(subcommand)]
+    Dlq(exec::DlqCommand),
+    /// Evaluate schedules without creating a job.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
+    /// Cluster status, membership, leadership and support dumps.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+}
+
+/// What a command needs: a client for the endpoint and the output mode.
+pub struct Ctx {
+    /// Client for `--endpoint`.
+    pub client: Client,
+    /// `--output`.
+    pub output: Output,
+    /// `--timeout-secs`, for clients to other nodes (cluster dump, remove via the leader).
+    pub timeout: Duration,
+}
+
+impl Ctx {
+    /// A client for another node's HTTP address (`host:port` or a URL), with this one's timeout.
+    pub fn client_for(&self, http_addr: &str) -> Result<Client, CliError> {
+        let scheme = self.client.endpoint().split("://").next().unwrap_or("http");
+        let url = if http_addr.contains("://") { http_addr.to_string() } else { format!("{scheme}://{http_addr}") };
+        Ok(Client::with_timeout(&url, self.timeout)?)
+    }
+}
+
+/// Why a client command failed; each kind has its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// From the client: the server's error, unreachable, unexpected answer, bad endpoint.
+    #[error(transparent)]
+    Client(#[from] belfry_client::Error),
+    /// The command as given cannot be run (missing flag, bad job file).
+    #[error("{0}")]
+    Usage(String),
+    /// A local file could not be written.
+    #[error("{0}")]
+    Local(String),
+}
+
+impl CliError {
+    /// The process exit code (docs/CLI.md, "Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        use belfry_client::Error as E;
+        match self {
+            CliError::Client(E::Api { .. } | E::Unexpected { .. }) => 1,
+            CliError::Client(E::InvalidEndpoint { .. }) | CliError::Usage(_) => 2,
+            CliError::Client(E::Unreachable { .. }) => 3,
+            CliError::Local(_) => 4,
+        }
+    }
+}
+
+/// Runs one client command and turns its outcome into output and an exit code.
+pub async fn run(args: ClientArgs, command: ClientCommand) -> ExitCode {
+    match execute(args, command).await {
+        Ok(text) => {
+            print(&text);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn execute(args: ClientArgs, command: ClientCommand) -> Result<String, CliError> {
+    let timeout = Duration::from_secs(args.timeout_secs.max(1));
+    let ctx = Ctx { client: Client::with_timeout(&args.endpoint, timeout)?, output: args.output, timeout };
+    match command {
+        ClientCommand::Job(c) => job::run(&ctx, c).await,
+        ClientCommand::Exec(c) => exec::run(&ctx, c).await,
+        ClientCommand::Dlq(c) => exec::run_dlq(&ctx, c).await,
+        ClientCommand::Schedule(c) => schedule::run(&ctx, c).await,
+        ClientCommand::Cluster(c) => cluster::run(&ctx, c).await,
+    }
+}
+
+/// Writes to stdout; a closed pipe (`belfry job list | head`) is not an error worth a panic.
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Pretty JSON with a trailing newline.
+pub fn json<T: Serialize>(value: &T) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| CliError::Local(format!("encoding JSON: {e}")))
+}
+
+/// Tells the user on stderr that a page was cut, and how to get the next one.
+pub fn hint_more(next_cursor: Option<&str>) {
+    if let Some(c) = next_cursor {
+        eprintln!("more results: pass --cursor {c} (or --all)");
+    }
+}

@@ -1,0 +1,68 @@
+//! Operator actions on a test cluster: growing it, stopping a node gracefully.
+
+use std::net::SocketAddr;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use crate::{free_ports, Cluster, NodeProc};
+
+impl Cluster {
+    /// Starts one more node that joins the running cluster through node `via`; returns its id.
+    pub fn add_node(&mut self, via: u64) -> anyhow::Result<u64> {
+        let ports = free_ports(2);
+        let id = self.nodes.len() as u64 + 1;
+        let dir = self.nodes[0].data_dir.parent().context("cluster dir")?.join(format!("n{id}"));
+        self.nodes.push(NodeProc {
+            id,
+            http: SocketAddr::from(([127, 0, 0, 1], ports[0])),
+            grpc: SocketAddr::from(([127, 0, 0, 1], ports[1])),
+            data_dir: dir,
+            join: Some(self.url(via)),
+            child: None,
+        });
+        self.spawn(id as usize - 1)?;
+        Ok(id)
+    }
+
+    /// Starts node `id` again after [`Cluster::kill`] or [`Cluster::terminate`].
+    pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
+        if self.nodes[id as usize - 1].child.is_some() {
+            bail!("node {id} is running");
+        }
+        self.spawn(id as usize - 1)
+    }
+
+    /// Sends SIGTERM to node `id` and waits (up to `timeout`) for it to exit.
+    pub async fn terminate(&mut self, id: u64, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let node = &mut self.nodes[id as usize - 1];
+        let mut child = node.child.take().context("node is not running")?;
+        let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("node {id} did not exit within {timeout:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The gRPC address of node `id`.
+    pub fn grpc_addr(&self, id: u64) -> SocketAddr {
+        self.nodes[id as usize - 1].grpc
+    }
+}
+
+impl Cluster {
+    /// Node `id`'s data dir.
+    pub fn data_dir(&self, id: u64) -> &std::path::Path {
+        &self.nodes[id as usize - 1].data_dir
+    }
+}
