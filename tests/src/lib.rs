@@ -178,6 +178,17 @@ impl Cluster {
         .await
     }
 
+    /// Waits until `/readyz` on node `id` answers 200: it has a leader and has applied
+    /// everything the leader had committed when it asked.
+    pub async fn wait_ready(&self, id: u64, timeout: Duration) -> anyhow::Result<()> {
+        let url = format!("{}/readyz", self.url(id));
+        wait_for(timeout, &format!("node {id} ready"), || async {
+            let r = self.http.get(&url).timeout(Duration::from_secs(2)).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await
+    }
+
     /// Ids of the nodes whose process is running.
     pub fn live(&self) -> Vec<u64> {
         self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()

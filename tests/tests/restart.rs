@@ -37,6 +37,7 @@ async fn a_full_restart_keeps_jobs_and_history() -> anyhow::Result<()> {
     }
     cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
     for id in [1, 2, 3] {
+        cluster.wait_ready(id, Duration::from_secs(20)).await?;
         let jobs: belfry_core::api::JobList =
             cluster.http.get(format!("{}/v1/jobs?limit=1000", cluster.url(id))).send().await?.json().await?;
         assert_eq!(jobs.jobs.len(), JOBS, "jobs on node {id} after restart");
