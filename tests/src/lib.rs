@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _};
 use belfry_core::api::ClusterView;
 use belfry_node::sink::Received;
 
+pub mod check;
 mod ops;
 
 /// The `belfry` binary built by this `cargo test` run (`BELFRY_BIN` overrides).

@@ -54,6 +54,15 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to node `id`'s process.
+    pub fn signal(&self, id: u64, signal: &str) -> anyhow::Result<()> {
+        let child = self.nodes[id as usize - 1].child.as_ref().context("node is not running")?;
+        let status =
+            std::process::Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} failed");
+        Ok(())
+    }
+
     /// The gRPC address of node `id`.
     pub fn grpc_addr(&self, id: u64) -> SocketAddr {
         self.nodes[id as usize - 1].grpc

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use belfry_tests::{by_key, create_jobs, wait_for, Cluster, Sink, JOBS};
+use belfry_tests::{check, create_jobs, wait_for, Cluster, Sink, JOBS};
 use chrono::{DateTime, Utc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,76 +74,10 @@ async fn fires_exactly_once_across_a_leader_kill() -> anyhow::Result<()> {
     // Every instant from the start to 4 s past the kill arrived exactly once: the checked window
     // covers fires due before, during and after the election.
     let cutoff = killed_at + chrono::Duration::seconds(4);
-    wait_for(Duration::from_secs(15), "fires scheduled past the cutoff", || async {
-        let received = sink.received().await.ok()?;
-        received.iter().any(|r| DateTime::parse_from_rfc3339(&r.scheduled_at).is_ok_and(|t| t > cutoff)).then_some(())
-    })
-    .await?;
-    let expected: Vec<String> = uids
-        .values()
-        .flat_map(|uid| {
-            let mut t = start;
-            let mut keys = Vec::new();
-            while t <= cutoff {
-                keys.push(format!("{uid}:{}", t.timestamp_millis()));
-                t += chrono::Duration::seconds(1);
-            }
-            keys
-        })
-        .collect();
-    let received = wait_for(Duration::from_secs(15), "every expected fire", || async {
-        let received = sink.received().await.ok()?;
-        let keys = by_key(&received);
-        expected.iter().all(|k| keys.contains_key(k)).then_some(received)
-    })
-    .await
-    .map_err(|e| e.context(format!("killed at {}", killed_at.timestamp_millis())));
-    let received = match received {
-        Ok(r) => r,
-        Err(e) => {
-            let got = sink.received().await?;
-            let keys = by_key(&got);
-            let missing: Vec<&String> = expected.iter().filter(|k| !keys.contains_key(*k)).collect();
-            for k in missing.iter().take(5) {
-                let v: serde_json::Value = cluster
-                    .http
-                    .get(format!("{}/v1/executions/{k}", cluster.url(new_leader)))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                eprintln!("missing {k}: {v}");
-            }
-            return Err(e.context(format!("{} missing", missing.len())));
-        }
-    };
-    let keys = by_key(&received);
-    let duplicates: Vec<_> = keys.iter().filter(|(_, v)| v.len() > 1).map(|(k, v)| (k.clone(), v.len())).collect();
-    assert!(duplicates.is_empty(), "delivered more than once: {duplicates:?}");
-    let uid_names: BTreeMap<u64, &String> = uids.iter().map(|(n, u)| (*u, n)).collect();
-    for r in &received {
-        let (uid, ms) = r.key.split_once(':').expect("key is uid:ms");
-        let name = uid_names.get(&uid.parse::<u64>()?).expect("a key of a known job");
-        assert_eq!(&r.job, *name, "Belfry-Job of {}", r.key);
-        assert_eq!(r.path, format!("/{name}"));
-        let scheduled = DateTime::parse_from_rfc3339(&r.scheduled_at)?.with_timezone(&Utc);
-        assert_eq!(scheduled.timestamp_millis().to_string(), ms, "Belfry-Scheduled-At of {}", r.key);
-        assert_eq!((scheduled - start).num_milliseconds() % 1000, 0, "{} is not a schedule instant", r.key);
-        assert_eq!(r.attempt, "1");
-    }
-    let lags: Vec<i64> = received
-        .iter()
-        .map(|r| r.received_at_ms - DateTime::parse_from_rfc3339(&r.scheduled_at).unwrap().timestamp_millis())
-        .collect();
-    let mut sorted = lags.clone();
-    sorted.sort();
-    eprintln!(
-        "{} deliveries, {} expected keys, lag p50 {} ms, p99 {} ms, max {} ms",
-        received.len(),
-        expected.len(),
-        sorted[sorted.len() / 2],
-        sorted[sorted.len() * 99 / 100],
-        sorted[sorted.len() - 1]
-    );
+    check::wait_scheduled_past(&sink, cutoff, Duration::from_secs(15)).await?;
+    let delivered = check::exactly_once(&cluster, &sink, &uids, start, cutoff, Duration::from_secs(15))
+        .await
+        .map_err(|e| e.context(format!("killed at {}", killed_at.timestamp_millis())))?;
+    eprintln!("{delivered:?}");
     Ok(())
 }

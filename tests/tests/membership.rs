@@ -39,10 +39,12 @@ async fn a_fourth_node_joins_as_voter_and_is_removed() -> anyhow::Result<()> {
     create_job(&cluster, 1, "before-join").await?;
 
     let four = cluster.add_node(2)?;
-    let view = wait_for(Duration::from_secs(30), "node 4 a reachable voter", || async {
+    // Right after the promotion the leader rebuilds its replication streams, so contact and
+    // match index are unknown for a moment: wait for the leader to have heard from node 4.
+    let view = wait_for(Duration::from_secs(30), "node 4 a reachable, replicating voter", || async {
         let v = cluster.status(leader).await.ok()?;
         let m = v.members.iter().find(|m| m.id == four)?;
-        (m.voter && m.reachable).then_some(v)
+        (m.voter && m.reachable && m.last_contact_ms.is_some()).then_some(v)
     })
     .await?;
     assert_eq!(voters(&view), vec![1, 2, 3, 4]);
