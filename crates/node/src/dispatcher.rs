@@ -64,10 +64,18 @@ impl Dispatcher {
             let m = metrics.borrow();
             m.membership_config.membership().nodes().map(|(id, _)| *id).filter(|id| *id != me).collect()
         };
+        // A follower that has not answered raft for a while is down or paused: a `Deliver` to it
+        // would hang until its lease ran out.
+        let answering = 2 * self.ctx.config.election_timeout;
         let healthy: Vec<NodeId> = {
             let mut unhealthy = self.unhealthy.lock().unwrap_or_else(|e| e.into_inner());
             unhealthy.retain(|_, since| since.elapsed() < UNHEALTHY_FOR);
-            members.iter().copied().filter(|id| !unhealthy.contains_key(id)).collect()
+            members
+                .iter()
+                .copied()
+                .filter(|id| !unhealthy.contains_key(id))
+                .filter(|id| self.ctx.contacts.since(*id).is_some_and(|d| d < answering))
+                .collect()
         };
         let worker = if healthy.is_empty() {
             me
@@ -171,11 +179,20 @@ impl Dispatcher {
 
     /// Commits a new dispatch of the same attempt to another worker and sends it.
     async fn redispatch(self: &Arc<Self>, key: FireKey, attempt_no: u32, term: u64) {
+        self.redispatch_to(key, attempt_no, term, None).await
+    }
+
+    /// Commits a new dispatch of the same attempt, to `worker` or to the next healthy one, and
+    /// sends it.
+    async fn redispatch_to(self: &Arc<Self>, key: FireKey, attempt_no: u32, term: u64, worker: Option<NodeId>) {
         if !self.ctx.is_leader() || self.ctx.term() != term {
             return;
         }
         let now = Utc::now();
-        let assign = self.assignment(term, now);
+        let mut assign = self.assignment(term, now);
+        if let Some(worker) = worker {
+            assign.worker = worker;
+        }
         let command =
             Command::Fire { now, claims: vec![], redispatches: vec![Redispatch { key, attempt: attempt_no, assign }] };
         if let Ok((_, Response::Dispatches { dispatches })) = self.ctx.propose_as_leader(command).await {
@@ -184,7 +201,8 @@ impl Dispatcher {
     }
 
     /// While this node leads in `term`: every second, settles dispatched fires that no task of
-    /// this leader is sending and whose lease has run out.
+    /// this leader is sending and whose lease has run out, and at once those an earlier leader
+    /// dispatched (see [`Dispatcher::settle`]).
     pub async fn settle_loop(self: Arc<Self>, term: u64) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         while self.ctx.is_leader() && self.ctx.term() == term {
@@ -203,7 +221,7 @@ impl Dispatcher {
                         !active.contains(&(f.key.clone(), f.attempt, lease))
                             && !settling.contains(&(f.key.clone(), f.attempt))
                     })
-                    .filter(|f| f.lease_until.is_none_or(|l| l + skew < now))
+                    .filter(|f| f.term < term || f.lease_until.is_none_or(|l| l + skew < now))
                     .take(1000)
                     .cloned()
                     .collect()
@@ -214,7 +232,8 @@ impl Dispatcher {
                 if fresh {
                     let this = self.clone();
                     tokio::spawn(async move {
-                        this.settle(&fire, term).await;
+                        let lease_passed = fire.lease_until.is_none_or(|l| l + skew < Utc::now());
+                        this.settle(&fire, term, lease_passed).await;
                         this.settling.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                     });
                 }
@@ -234,7 +253,12 @@ impl Dispatcher {
 
     /// Decides a dispatched fire whose sender is gone: commit the ledger's outcome, wait for a
     /// send in progress, or dispatch the same attempt again once no send can still start.
-    async fn settle(self: &Arc<Self>, fire: &Fire, term: u64) {
+    ///
+    /// Before the lease has run out (a fire an earlier leader dispatched and may still send, say
+    /// a paused one), the only safe move is to the same worker: its ledger claims an attempt
+    /// before sending, so two `Deliver`s of one attempt there send at most once, and a refusal
+    /// as in progress leaves the fire to the lease rule.
+    async fn settle(self: &Arc<Self>, fire: &Fire, term: u64, lease_passed: bool) {
         let worker = fire.worker.unwrap_or(self.ctx.id());
         match self.query(worker, &fire.key, fire.attempt).await {
             Ok(reply) => match DeliveryState::try_from(reply.state) {
@@ -244,6 +268,10 @@ impl Dispatcher {
                     }
                 }
                 Ok(DeliveryState::Started) if reply.in_flight => {}
+                Ok(DeliveryState::Unknown) if !lease_passed && !reply.in_flight => {
+                    self.redispatch_to(fire.key.clone(), fire.attempt, term, Some(worker)).await
+                }
+                _ if !lease_passed => {}
                 // Never started, and its lease has passed, so it never will: send it again.
                 // Or started and interrupted (the worker restarted mid-send): the one duplicate
                 // the protocol allows, under the same key.
