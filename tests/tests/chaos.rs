@@ -1,6 +1,7 @@
 //! The core of the chaos suite on processes (no Docker), under load from every-1 s jobs: the
-//! leader killed several times in a row, a leader paused and resumed (the zombie), and every node
-//! killed at once while writes are acknowledged. After each, every fire that was due arrived
+//! leader killed several times in a row, the leader killed while its sends are in flight, a
+//! leader paused and resumed (the zombie), and every node killed at once while writes are
+//! acknowledged. After each, every fire that was due arrived
 //! exactly once, and every acknowledged write survived.
 
 use std::collections::BTreeMap;
@@ -52,6 +53,35 @@ async fn three_leader_kills_in_a_row_lose_and_repeat_nothing() -> anyhow::Result
     check::wait_scheduled_past(&sink, cutoff, SETTLE).await?;
     let delivered = check::exactly_once(&cluster, &sink, &uids, start, cutoff, SETTLE).await?;
     eprintln!("{delivered:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_while_its_sends_are_in_flight_leaves_none_behind() -> anyhow::Result<()> {
+    // The sink answers after 1.5 s, so every kill cuts off Deliver RPCs whose sends are running
+    // on the workers; each must still finish once and be settled by the next leader.
+    let sink = Sink::start(Duration::from_millis(1500)).await?;
+    let (mut cluster, uids, start) = firing_cluster(&sink).await?;
+    let leader = cluster.wait_for_leader(&[1, 2, 3], SETTLE).await?;
+    let killed_at = Utc::now();
+    cluster.kill(leader);
+    let survivors = cluster.live();
+    cluster.wait_for_leader(&survivors, SETTLE).await?;
+    fired_after(&sink, killed_at).await?;
+    let cutoff = killed_at + chrono::Duration::seconds(3);
+    check::wait_scheduled_past(&sink, cutoff, SETTLE).await?;
+    let delivered = check::exactly_once(&cluster, &sink, &uids, start, cutoff, SETTLE).await?;
+    eprintln!("{delivered:?}");
+    // Every send cut off from its leader still finished, and its outcome was committed.
+    let new_leader = cluster.wait_for_leader(&survivors, SETTLE).await?;
+    let expected = check::expected_keys(&uids, start, cutoff);
+    let url = format!("{}/v1/executions?status=succeeded&limit=1000", cluster.url(new_leader));
+    wait_for(SETTLE, "every fire in the window recorded as succeeded", || async {
+        let list: belfry_core::api::ExecutionList = cluster.http.get(&url).send().await.ok()?.json().await.ok()?;
+        let done: std::collections::BTreeSet<String> = list.executions.into_iter().map(|e| e.key).collect();
+        expected.iter().all(|k| done.contains(k)).then_some(())
+    })
+    .await?;
     Ok(())
 }
 

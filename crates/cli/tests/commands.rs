@@ -251,6 +251,15 @@ async fn cluster_status_members_dump_and_remove() -> anyhow::Result<()> {
     let table = belfry(&ep, &["cluster", "members"]).await.ok();
     assert_eq!(table.lines().count(), 4, "{table}");
 
+    // Leadership moves on request; the answer is the view after the move.
+    let to = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap_or(1);
+    let view: ClusterView =
+        belfry(&ep, &["cluster", "transfer-leader", "--to", &to.to_string(), "-o", "json"]).await.json();
+    assert_eq!(view.leader, Some(to), "{view:?}");
+    let leader = cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(20)).await?;
+    assert_eq!(leader, to);
+    let ep = cluster.url(leader);
+
     // The dump has every node's view, health, readiness and metrics.
     let out = dir.path().join("dump.json");
     let out_arg = out.display().to_string();

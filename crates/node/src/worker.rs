@@ -69,7 +69,11 @@ impl Worker {
     }
 
     /// Handles one `Deliver`.
-    pub async fn deliver(&self, req: DeliverRequest) -> DeliverReply {
+    ///
+    /// The send runs in a task of its own: when the caller goes away mid-send (the leader was
+    /// killed, or the RPC timed out), the send still finishes, its outcome reaches the ledger
+    /// for the next leader's `QueryDelivery`, and the attempt stops counting as in flight.
+    pub async fn deliver(self: &Arc<Self>, req: DeliverRequest) -> DeliverReply {
         let term = self.ctx.term();
         if req.term < term {
             return self.refuse(&format!("{}: request term {} < current term {term}", refusal::STALE_TERM, req.term));
@@ -87,9 +91,16 @@ impl Worker {
         if !self.ledger.claim(&req.key, req.attempt) {
             return self.refuse(refusal::IN_PROGRESS);
         }
-        let reply = self.send(&req).await;
-        self.ledger.release(&req.key, req.attempt);
-        reply
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let _claimed = Claimed { ledger: &this.ledger, key: &req.key, attempt: req.attempt };
+            this.send(&req).await
+        });
+        match task.await {
+            Ok(reply) => reply,
+            // The send may have started; the leader settles it through the ledger.
+            Err(e) => self.refuse(&format!("{}: send task failed: {e}", refusal::IN_PROGRESS)),
+        }
     }
 
     async fn send(&self, req: &DeliverRequest) -> DeliverReply {
@@ -148,6 +159,19 @@ impl Worker {
             // An unreadable ledger must not look like "never sent": report it as started.
             Err(_) => QueryDeliveryReply { state: DeliveryState::Started as i32, outcome: None, in_flight: true },
         }
+    }
+}
+
+/// An attempt claimed in the ledger's in-flight set, released when dropped (even by a panic).
+struct Claimed<'a> {
+    ledger: &'a Ledger,
+    key: &'a str,
+    attempt: u32,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        self.ledger.release(self.key, self.attempt);
     }
 }
 
