@@ -29,7 +29,6 @@
 //!
 //! # Left out
 //!
-//! - Per-job history limits: the limit is cluster-wide ([`state::DEFAULT_HISTORY_LIMIT`]).
 //! - `fire_all` delivers at most [`state::MAX_CATCH_UP`] missed instants per outage, one claim at
 //!   a time; a longer backlog is walked over several ticker rounds.
 
@@ -43,10 +42,12 @@ pub mod plan;
 pub mod retry;
 pub mod state;
 
-pub use command::{Assignment, Claim, Command, Completion, Redispatch, Response};
+pub use command::{Assignment, Claim, Command, Completion, DeadLetterSelector, Redispatch, Response};
 pub use duration::HumanDuration;
 pub use error::ApplyError;
 pub use fire::{Attempt, Dispatch, Fire, FireKey, FireStatus, NodeId, ResultClass};
-pub use job::{HttpTarget, Job, JobSpec, JobUid, MisfireAction, MisfirePolicy, OverlapPolicy, RetryPolicy};
+pub use job::{
+    HistoryPolicy, HttpTarget, Job, JobSpec, JobUid, MisfireAction, MisfirePolicy, OverlapPolicy, RetryPolicy,
+};
 pub use plan::Due;
 pub use state::{Data, State};

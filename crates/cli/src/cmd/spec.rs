@@ -234,6 +234,7 @@ pub fn of_view(job: JobView) -> JobSpec {
         overlap: job.overlap,
         misfire: job.misfire,
         retry: job.retry,
+        history: job.history,
         paused: job.paused,
     }
 }
