@@ -185,6 +185,15 @@ pub struct ExecutionList {
     pub next_cursor: Option<String>,
 }
 
+/// What `POST /v1/dead-letters/requeue` and `/purge` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterResult {
+    /// How many dead letters were requeued or purged.
+    pub count: usize,
+    /// Their keys, oldest first.
+    pub keys: Vec<String>,
+}
+
 /// `POST /v1/schedule/preview` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
