@@ -165,7 +165,7 @@ async fn dead_letters_are_requeued_under_their_key_and_purged_and_counted() -> a
     // Requeue by job: the fire is delivered again under the same key, attempt 2, and succeeds.
     let r = cluster.http.post(format!("{url}/v1/dead-letters/requeue")).json(&json!({"job": "fixed"})).send().await?;
     let done: DeadLetterResult = r.error_for_status()?.json().await?;
-    assert_eq!(done.keys, [fixed.clone()]);
+    assert_eq!(done.keys, std::slice::from_ref(&fixed));
     let fire = settled(&cluster, &fixed, "succeeded").await?;
     assert_eq!(fire.attempts, 2);
     let sent: Vec<(String, u16)> =
@@ -182,7 +182,7 @@ async fn dead_letters_are_requeued_under_their_key_and_purged_and_counted() -> a
     assert_eq!(r.status(), 409, "a fire that is not a dead letter is not purged");
     let r = cluster.http.post(format!("{url}/v1/dead-letters/purge")).json(&json!({"job": "broken"})).send().await?;
     let done: DeadLetterResult = r.error_for_status()?.json().await?;
-    assert_eq!(done.keys, [broken[1].clone()]);
+    assert_eq!(done.keys, broken[1..]);
     assert_eq!(dead_letter_gauge(&cluster).await?, 0);
     let dead: ExecutionList = cluster.http.get(format!("{url}/v1/dead-letters")).send().await?.json().await?;
     assert!(dead.executions.is_empty(), "{dead:?}");
