@@ -27,8 +27,17 @@
 //! Keys are deterministic, so any leader computes the same key for the same fire, and the key
 //! is the `Idempotency-Key` of every attempt.
 //!
+//! # History and dead letters
+//!
+//! Finished fires stay until the job's [`HistoryPolicy`] drops them (count, then age); age is
+//! checked against each command's `now` before it applies, so replicas forget the same fires
+//! at the same index. Dead letters can be requeued (same key, fresh retry budget) or purged,
+//! one at a time or in bulk ([`DeadLetterSelector`]), all or none.
+//!
 //! # Left out
 //!
+//! - Age-based retention runs only when a command is applied; an idle cluster keeps expired
+//!   fires until its next write.
 //! - `fire_all` delivers at most [`state::MAX_CATCH_UP`] missed instants per outage, one claim at
 //!   a time; a longer backlog is walked over several ticker rounds.
 
