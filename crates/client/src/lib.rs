@@ -16,8 +16,10 @@ mod error;
 
 use std::time::Duration;
 
-use belfry_core::api::{ClusterView, ExecutionList, ExecutionView, Instants, JobList, JobView, PreviewRequest};
-use belfry_core::{JobSpec, NodeId};
+use belfry_core::api::{
+    ClusterView, DeadLetterResult, ExecutionList, ExecutionView, Instants, JobList, JobView, PreviewRequest,
+};
+use belfry_core::{DeadLetterSelector, JobSpec, NodeId};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -249,6 +251,22 @@ impl Client {
     /// `POST /v1/dead-letters/{key}/requeue`: delivers a dead letter again, same key.
     pub async fn requeue(&self, key: &str) -> Result<ExecutionView> {
         self.json(self.request(Method::POST, &["v1", "dead-letters", key, "requeue"])).await
+    }
+
+    /// `POST /v1/dead-letters/requeue`: requeues the selected dead letters (each keeps its key),
+    /// all or none.
+    pub async fn requeue_dead_letters(&self, select: &DeadLetterSelector) -> Result<DeadLetterResult> {
+        self.json(self.request(Method::POST, &["v1", "dead-letters", "requeue"]).json(select)).await
+    }
+
+    /// `POST /v1/dead-letters/purge`: forgets the selected dead letters, all or none.
+    pub async fn purge_dead_letters(&self, select: &DeadLetterSelector) -> Result<DeadLetterResult> {
+        self.json(self.request(Method::POST, &["v1", "dead-letters", "purge"]).json(select)).await
+    }
+
+    /// `DELETE /v1/dead-letters/{key}`: forgets one dead letter.
+    pub async fn purge_dead_letter(&self, key: &str) -> Result<()> {
+        self.empty(self.request(Method::DELETE, &["v1", "dead-letters", key])).await
     }
 
     // ---- cluster ----

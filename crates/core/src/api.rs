@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::fire::{Attempt, Fire, FireStatus, NodeId};
-use crate::job::{HttpTarget, Job, MisfirePolicy, OverlapPolicy, RetryPolicy};
+use crate::job::{HistoryPolicy, HttpTarget, Job, MisfirePolicy, OverlapPolicy, RetryPolicy};
 
 /// RFC 3339 UTC with milliseconds, the one format of every instant belfry exchanges.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -31,6 +31,9 @@ pub struct JobView {
     pub misfire: MisfirePolicy,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// History retention (`{}` means the defaults: the last 100 finished fires, no age limit).
+    #[serde(default)]
+    pub history: HistoryPolicy,
     /// Paused jobs claim no fires.
     pub paused: bool,
     /// The `If-Match` version.
@@ -55,6 +58,7 @@ impl From<&Job> for JobView {
             overlap: job.spec.overlap,
             misfire: job.spec.misfire,
             retry: job.spec.retry,
+            history: job.spec.history,
             paused: job.spec.paused,
             version: job.version,
             next_fire_at: job.next_fire_at.map(rfc3339),
@@ -179,6 +183,15 @@ pub struct ExecutionList {
     pub executions: Vec<ExecutionView>,
     /// Pass as `cursor` for the next page; null on the last.
     pub next_cursor: Option<String>,
+}
+
+/// What `POST /v1/dead-letters/requeue` and `/purge` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterResult {
+    /// How many dead letters were requeued or purged.
+    pub count: usize,
+    /// Their keys, oldest first.
+    pub keys: Vec<String>,
 }
 
 /// `POST /v1/schedule/preview` body.

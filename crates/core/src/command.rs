@@ -74,11 +74,53 @@ pub enum Command {
     Complete { now: DateTime<Utc>, completions: Vec<Completion> },
     /// Move a dead-lettered fire back to the queue, keeping its key.
     Requeue { key: FireKey, now: DateTime<Utc> },
+    /// Move the selected dead letters back to the queue, each keeping its key; all or none.
+    RequeueDeadLetters { select: DeadLetterSelector, now: DateTime<Utc> },
+    /// Forget the selected dead letters; all or none.
+    PurgeDeadLetters { select: DeadLetterSelector, now: DateTime<Utc> },
     /// Seed an empty cluster with the state of a backup (`belfry restore`).
     Restore {
         #[serde(with = "as_json_string")]
         data: Box<crate::Data>,
     },
+}
+
+impl Command {
+    /// The proposer's clock, for commands that carry one.
+    pub fn now(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Command::CreateJob { now, .. }
+            | Command::ReplaceJob { now, .. }
+            | Command::PauseJob { now, .. }
+            | Command::ResumeJob { now, .. }
+            | Command::TriggerJob { now, .. }
+            | Command::Fire { now, .. }
+            | Command::Complete { now, .. }
+            | Command::Requeue { now, .. }
+            | Command::RequeueDeadLetters { now, .. }
+            | Command::PurgeDeadLetters { now, .. } => Some(*now),
+            Command::DeleteJob { .. } | Command::Restore { .. } => None,
+        }
+    }
+}
+
+/// Most keys one bulk requeue or purge may name.
+pub const MAX_SELECTED_KEYS: usize = 1000;
+
+/// Which dead letters a bulk requeue or purge touches: exactly one of `keys`, `job` or
+/// `all: true`. Also the body of `POST /v1/dead-letters/requeue` and `/purge`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSelector {
+    /// These fires; every one must be dead-lettered, or nothing changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<FireKey>>,
+    /// Every dead letter of this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Every dead letter in the cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
 }
 
 /// Carries a value as one JSON string. [`Data`](crate::Data) has integer map keys, which
@@ -113,6 +155,8 @@ pub enum Response {
     Dispatches { dispatches: Vec<Dispatch> },
     /// A manual fire was queued under this key.
     Triggered { key: FireKey },
+    /// The fires a bulk requeue or purge touched, oldest first.
+    Fires { keys: Vec<FireKey> },
     /// Refused, deterministically; the state is unchanged.
     Rejected { error: ApplyError },
 }

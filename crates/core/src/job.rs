@@ -38,6 +38,9 @@ pub struct JobSpec {
     /// How failed deliveries are retried.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// How many finished fires are kept, and for how long.
+    #[serde(default)]
+    pub history: HistoryPolicy,
     /// A paused job claims no fires.
     #[serde(default)]
     pub paused: bool,
@@ -161,6 +164,34 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Most finished fires a job may ask to keep.
+pub const MAX_HISTORY_COUNT: u32 = 10_000;
+
+/// History retention: which finished fires (succeeded, skipped, dead-lettered) a job keeps.
+/// Unfinished fires are never removed. Applied inside apply() with the command's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryPolicy {
+    /// Keep at most this many finished fires (the newest); the cluster default (100) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<u32>,
+    /// Forget a finished fire this long after it finished; kept until pushed out by count when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<HumanDuration>,
+}
+
+impl HistoryPolicy {
+    fn validate(&self) -> Result<(), ApplyError> {
+        if self.max_count.is_some_and(|n| n == 0 || n > MAX_HISTORY_COUNT) {
+            return Err(ApplyError::invalid("history.max_count", format!("must be between 1 and {MAX_HISTORY_COUNT}")));
+        }
+        if self.max_age.is_some_and(|a| a.0.is_zero()) {
+            return Err(ApplyError::invalid("history.max_age", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
 /// A job as the replicated state keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
@@ -193,6 +224,7 @@ impl JobSpec {
         let schedule = Schedule::parse(&self.schedule, now)?;
         self.target.validate()?;
         self.retry.validate()?;
+        self.history.validate()?;
         Ok(schedule)
     }
 }

@@ -27,9 +27,17 @@
 //! Keys are deterministic, so any leader computes the same key for the same fire, and the key
 //! is the `Idempotency-Key` of every attempt.
 //!
+//! # History and dead letters
+//!
+//! Finished fires stay until the job's [`HistoryPolicy`] drops them (count, then age); age is
+//! checked against each command's `now` before it applies, so replicas forget the same fires
+//! at the same index. Dead letters can be requeued (same key, fresh retry budget) or purged,
+//! one at a time or in bulk ([`DeadLetterSelector`]), all or none.
+//!
 //! # Left out
 //!
-//! - Per-job history limits: the limit is cluster-wide ([`state::DEFAULT_HISTORY_LIMIT`]).
+//! - Age-based retention runs only when a command is applied; an idle cluster keeps expired
+//!   fires until its next write.
 //! - `fire_all` delivers at most [`state::MAX_CATCH_UP`] missed instants per outage, one claim at
 //!   a time; a longer backlog is walked over several ticker rounds.
 
@@ -43,10 +51,12 @@ pub mod plan;
 pub mod retry;
 pub mod state;
 
-pub use command::{Assignment, Claim, Command, Completion, Redispatch, Response};
+pub use command::{Assignment, Claim, Command, Completion, DeadLetterSelector, Redispatch, Response};
 pub use duration::HumanDuration;
 pub use error::ApplyError;
 pub use fire::{Attempt, Dispatch, Fire, FireKey, FireStatus, NodeId, ResultClass};
-pub use job::{HttpTarget, Job, JobSpec, JobUid, MisfireAction, MisfirePolicy, OverlapPolicy, RetryPolicy};
+pub use job::{
+    HistoryPolicy, HttpTarget, Job, JobSpec, JobUid, MisfireAction, MisfirePolicy, OverlapPolicy, RetryPolicy,
+};
 pub use plan::Due;
 pub use state::{Data, State};

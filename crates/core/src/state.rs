@@ -12,6 +12,9 @@ use crate::fire::{Dispatch, Fire, FireKey, FireStatus, ResultClass};
 use crate::job::{Job, JobSpec, JobUid, MisfireAction, OverlapPolicy};
 use crate::retry::{self, RetryDecision};
 
+mod dead_letters;
+mod retention;
+
 /// History kept per job by default (DESIGN.md, "Job policies").
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;
 /// Most missed instants a misfire decision walks through; beyond it the count is reported as a
@@ -49,6 +52,10 @@ pub struct State {
     retries: BTreeSet<(i64, u64)>,
     /// Fire sequence numbers per job, oldest first.
     history: HashMap<JobUid, BTreeSet<u64>>,
+    /// `(expiry in ms, seq)` for finished fires of jobs with a `history.max_age`.
+    expiry: BTreeSet<(i64, u64)>,
+    /// The expiry of each fire in `expiry`, by seq.
+    expiry_of: HashMap<u64, i64>,
 }
 
 impl Default for State {
@@ -68,6 +75,8 @@ impl State {
             by_status: BTreeSet::new(),
             retries: BTreeSet::new(),
             history: HashMap::new(),
+            expiry: BTreeSet::new(),
+            expiry_of: HashMap::new(),
         };
         let jobs: Vec<Job> = state.data.jobs.values().cloned().collect();
         for job in &jobs {
@@ -82,6 +91,10 @@ impl State {
                 state.retries.insert((at.timestamp_millis(), *seq));
             }
         }
+        let seqs: Vec<u64> = state.data.fires.keys().copied().collect();
+        for seq in seqs {
+            state.index_expiry(seq);
+        }
         state
     }
 
@@ -92,6 +105,9 @@ impl State {
 
     /// Applies one command committed at `index`. Deterministic: no clock, no IO, no randomness.
     pub fn apply(&mut self, index: u64, command: Command) -> Response {
+        if let Some(now) = command.now() {
+            self.expire_history(now);
+        }
         let result = match command {
             Command::CreateJob { spec, now } => self.create_job(spec, now),
             Command::ReplaceJob { spec, if_version, now } => self.replace_job(spec, if_version, now),
@@ -102,6 +118,8 @@ impl State {
             Command::Fire { now, claims, redispatches } => Ok(self.fire(now, claims, redispatches)),
             Command::Complete { now, completions } => Ok(self.complete(now, completions)),
             Command::Requeue { key, now } => self.requeue(&key, now),
+            Command::RequeueDeadLetters { select, now } => self.requeue_selected(&select, now),
+            Command::PurgeDeadLetters { select, .. } => self.purge_selected(&select),
             Command::Restore { data } => self.restore(*data),
         };
         result.unwrap_or_else(|error| Response::Rejected { error })
@@ -169,10 +187,14 @@ impl State {
         if spec.schedule != old.spec.schedule {
             job.next_fire_at = schedule.next_after(now - chrono::Duration::milliseconds(1));
         }
+        let retention_changed = spec.history != old.spec.history;
         job.spec = spec;
         job.version += 1;
         job.updated_at = now;
         self.store_job(&old, job.clone());
+        if retention_changed {
+            self.retention_changed(job.uid, now);
+        }
         Ok(Response::Job { job: Box::new(job) })
     }
 
@@ -392,29 +414,6 @@ impl State {
         Response::None
     }
 
-    fn requeue(&mut self, key: &FireKey, now: DateTime<Utc>) -> Result<Response, ApplyError> {
-        let seq = *self
-            .keys
-            .get(key)
-            .ok_or_else(|| ApplyError::NotFound { what: "execution".into(), name: key.0.clone() })?;
-        let mut fire = self.data.fires[&seq].clone();
-        if fire.status != FireStatus::DeadLettered {
-            return Err(ApplyError::Conflict {
-                message: format!("execution {key} is {}, not dead_lettered", fire.status.as_str()),
-            });
-        }
-        if self.job_by_uid(fire.job_uid).is_none() {
-            return Err(ApplyError::Conflict { message: format!("the job of execution {key} was deleted") });
-        }
-        fire.status = FireStatus::Queued;
-        fire.budget_base = fire.attempt;
-        fire.budget_since = now;
-        fire.finished_at = None;
-        fire.note = Some(format!("requeued at {}", now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
-        self.replace_fire(seq, fire);
-        Ok(Response::None)
-    }
-
     fn insert_fire(&mut self, mut fire: Fire) {
         let seq = self.data.next_seq;
         self.data.next_seq += 1;
@@ -424,6 +423,7 @@ impl State {
         self.by_status.insert((fire.status, seq));
         self.data.fires.insert(seq, fire);
         self.history.entry(uid).or_default().insert(seq);
+        self.index_expiry(seq);
         self.prune_history(uid);
     }
 
@@ -441,6 +441,7 @@ impl State {
         let uid = fire.job_uid;
         let finished = fire.status.is_finished();
         self.data.fires.insert(seq, fire);
+        self.index_expiry(seq);
         if finished {
             self.prune_history(uid);
         }
@@ -450,6 +451,7 @@ impl State {
         let Some(fire) = self.data.fires.remove(&seq) else {
             return;
         };
+        self.unindex_expiry(seq);
         self.keys.remove(&fire.key);
         self.by_status.remove(&(fire.status, seq));
         if let Some(at) = fire.next_attempt_at.filter(|_| fire.status == FireStatus::RetryWaiting) {
@@ -460,22 +462,6 @@ impl State {
             if h.is_empty() {
                 self.history.remove(&fire.job_uid);
             }
-        }
-    }
-
-    /// Keeps at most `history_limit` finished fires per job (oldest go first; unfinished fires
-    /// are never pruned), and forgets a retired job once its last fire has finished.
-    fn prune_history(&mut self, uid: JobUid) {
-        let retired = self.data.retired.contains_key(&uid);
-        let limit = if retired { 0 } else { self.data.history_limit };
-        let seqs: Vec<u64> = self.history.get(&uid).into_iter().flatten().copied().collect();
-        let finished: Vec<u64> = seqs.iter().copied().filter(|s| self.data.fires[s].status.is_finished()).collect();
-        let excess = finished.len().saturating_sub(limit);
-        for seq in finished.into_iter().take(excess) {
-            self.remove_fire(seq);
-        }
-        if retired && !self.history.contains_key(&uid) {
-            self.data.retired.remove(&uid);
         }
     }
 

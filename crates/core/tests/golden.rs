@@ -11,14 +11,16 @@
 //! - `complete KEY attempt=N status=CODE|error [retry_after=MS] now=SECS`
 //! - `pause NAME now=SECS`, `resume NAME now=SECS`, `delete NAME`, `trigger NAME now=SECS`
 //! - `requeue KEY now=SECS`, `redispatch KEY attempt=N worker=N [term=N] now=SECS`
+//! - `dlq-requeue|dlq-purge [keys=K1,K2] [job=NAME] [all=true] now=SECS`: bulk commands
+//! - `create` also takes `history_count=N history_age=D` (retention)
 //! - `jobs`, `fires [NAME]`: print the state
 
 use std::error::Error;
 use std::fmt::Write as _;
 
 use belfry_core::{
-    Assignment, Attempt, Claim, Command, Completion, FireKey, HttpTarget, JobSpec, Redispatch, Response, ResultClass,
-    State,
+    Assignment, Attempt, Claim, Command, Completion, DeadLetterSelector, FireKey, HttpTarget, JobSpec, Redispatch,
+    Response, ResultClass, State,
 };
 use belfry_schedule::ScheduleSpec;
 use chrono::{DateTime, Duration, Utc};
@@ -68,6 +70,7 @@ impl Runner {
             overlap: Default::default(),
             misfire: Default::default(),
             retry: Default::default(),
+            history: Default::default(),
             paused: false,
         };
         let _ = now;
@@ -85,6 +88,9 @@ impl Runner {
                 Some("grace") => spec.misfire.grace = serde_json::from_value(v.into())?,
                 Some("attempts") => spec.retry.max_attempts = v.parse()?,
                 Some("max_age") => spec.retry.max_age = serde_json::from_value(v.into())?,
+                Some("backoff") => spec.retry.initial_backoff = serde_json::from_value(v.into())?,
+                Some("history_count") => spec.history.max_count = Some(v.parse()?),
+                Some("history_age") => spec.history.max_age = Some(serde_json::from_value(v.into())?),
                 Some("url") => spec.target.url = v.into(),
                 Some("paused") => spec.paused = v.parse()?,
                 Some("now") | Some("if_version") => {}
@@ -114,6 +120,10 @@ impl Runner {
                 }
             }
             Response::Triggered { key } => writeln!(out, "triggered {key}")?,
+            Response::Fires { keys } if keys.is_empty() => writeln!(out, "no fires")?,
+            Response::Fires { keys } => {
+                writeln!(out, "fires {}", keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" "))?
+            }
             Response::Rejected { error } => writeln!(out, "rejected: {error}")?,
         }
         Ok(())
@@ -227,6 +237,24 @@ impl goldenscript::Runner for Runner {
             "delete" => self.apply(Command::DeleteJob { name: pos(line)?.into() }),
             "requeue" => self.apply(Command::Requeue { key: FireKey(pos(line)?.into()), now: now()? }),
             "trigger" => self.apply(Command::TriggerJob { name: pos(line)?.into(), now: now()? }),
+            "dlq-requeue" | "dlq-purge" => {
+                let mut select = DeadLetterSelector::default();
+                for arg in &line.args {
+                    match arg.key.as_deref() {
+                        Some("keys") => select.keys = Some(arg.value.split(',').map(|k| FireKey(k.into())).collect()),
+                        Some("job") => select.job = Some(arg.value.clone()),
+                        Some("all") => select.all = arg.value.parse()?,
+                        Some("now") => {}
+                        _ => return Err(format!("unknown argument {}", arg.name()).into()),
+                    }
+                }
+                let now = now()?;
+                if line.name == "dlq-requeue" {
+                    self.apply(Command::RequeueDeadLetters { select, now })
+                } else {
+                    self.apply(Command::PurgeDeadLetters { select, now })
+                }
+            }
             "jobs" => {
                 for job in self.state.jobs_after(None) {
                     writeln!(

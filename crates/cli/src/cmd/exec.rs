@@ -1,8 +1,9 @@
-//! `belfry exec list|get` and `belfry dlq list|requeue`: the history of fires and the
+//! `belfry exec list|get` and `belfry dlq list|requeue|purge`: the history of fires and the
 //! dead-letter queue.
 
 use belfry_client::ExecutionQuery;
-use belfry_core::api::{ExecutionList, ExecutionView};
+use belfry_core::api::{DeadLetterResult, ExecutionList, ExecutionView};
+use belfry_core::{DeadLetterSelector, FireKey};
 use clap::{Args, Subcommand};
 
 use super::table::{millis, opt, Fields, Table};
@@ -34,12 +35,41 @@ pub enum DlqCommand {
         #[command(flatten)]
         page: PageArgs,
     },
-    /// Deliver dead letters again, under their own keys; stops at the first that fails.
+    /// Deliver dead letters again, each under its own key: the named ones, a job's, or all.
+    /// All or none: if one named key is not a dead letter, nothing is requeued.
     Requeue {
-        /// Fire keys.
-        #[arg(required = true)]
-        keys: Vec<String>,
+        #[command(flatten)]
+        select: SelectArgs,
     },
+    /// Forget dead letters for good: the named ones, a job's, or all. All or none.
+    Purge {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+}
+
+/// Which dead letters `dlq requeue` and `dlq purge` touch: keys, `--job`, or `--all`.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct SelectArgs {
+    /// Fire keys.
+    keys: Vec<String>,
+    /// Every dead letter of this job.
+    #[arg(long)]
+    job: Option<String>,
+    /// Every dead letter in the cluster.
+    #[arg(long)]
+    all: bool,
+}
+
+impl SelectArgs {
+    fn selector(self) -> DeadLetterSelector {
+        DeadLetterSelector {
+            keys: (!self.keys.is_empty()).then(|| self.keys.into_iter().map(FireKey).collect()),
+            job: self.job,
+            all: self.all,
+        }
+    }
 }
 
 /// Filters and paging shared by the fire lists.
@@ -87,29 +117,23 @@ pub async fn run_dlq(ctx: &Ctx, command: DlqCommand) -> Result<String, CliError>
             };
             fire_list(ctx, &list, true)
         }
-        DlqCommand::Requeue { keys } => {
-            let mut requeued = Vec::new();
-            for key in keys {
-                let fire = ctx.client.requeue(&key).await.inspect_err(|_| {
-                    if !requeued.is_empty() {
-                        eprintln!("requeued before the error: {}", keys_of(&requeued));
-                    }
-                })?;
-                requeued.push(fire);
-            }
-            match ctx.output {
-                Output::Json => json(&requeued),
-                Output::Table => Ok(requeued
-                    .iter()
-                    .map(|f| format!("requeued fire {} of job {} ({})\n", f.key, f.job, f.status))
-                    .collect()),
-            }
+        DlqCommand::Requeue { select } => {
+            let done = ctx.client.requeue_dead_letters(&select.selector()).await?;
+            bulk(ctx, &done, "requeued")
+        }
+        DlqCommand::Purge { select } => {
+            let done = ctx.client.purge_dead_letters(&select.selector()).await?;
+            bulk(ctx, &done, "purged")
         }
     }
 }
 
-fn keys_of(fires: &[ExecutionView]) -> String {
-    fires.iter().map(|f| f.key.as_str()).collect::<Vec<_>>().join(" ")
+fn bulk(ctx: &Ctx, done: &DeadLetterResult, verb: &str) -> Result<String, CliError> {
+    match ctx.output {
+        Output::Json => json(done),
+        Output::Table if done.keys.is_empty() => Ok(format!("no dead letters {verb}\n")),
+        Output::Table => Ok(done.keys.iter().map(|k| format!("{verb} fire {k}\n")).collect()),
+    }
 }
 
 fn query(page: &PageArgs, status: Option<String>) -> ExecutionQuery {

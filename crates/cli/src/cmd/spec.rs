@@ -76,6 +76,12 @@ pub struct SpecFlags {
     /// No attempt starts later than this after the fire (default 1h).
     #[arg(long, value_name = "DURATION", value_parser = parse_human_duration, help_heading = "Policies")]
     pub max_age: Option<HumanDuration>,
+    /// Finished fires kept in the job's history (default 100).
+    #[arg(long, value_name = "N", help_heading = "Policies")]
+    pub history_count: Option<u32>,
+    /// Forget a finished fire this long after it finished (default: never, only by count).
+    #[arg(long, value_name = "DURATION", value_parser = parse_human_duration, help_heading = "Policies")]
+    pub history_age: Option<HumanDuration>,
 }
 
 /// `--overlap`.
@@ -192,6 +198,12 @@ impl SpecFlags {
                 *field = v;
             }
         }
+        if let Some(n) = self.history_count {
+            spec.history.max_count = Some(n);
+        }
+        if let Some(age) = self.history_age {
+            spec.history.max_age = Some(age);
+        }
     }
 }
 
@@ -234,6 +246,7 @@ pub fn of_view(job: JobView) -> JobSpec {
         overlap: job.overlap,
         misfire: job.misfire,
         retry: job.retry,
+        history: job.history,
         paused: job.paused,
     }
 }
@@ -311,6 +324,19 @@ mod tests {
         assert_eq!(spec.target.headers["B"], "2");
         assert_eq!(spec.target.method, "PUT");
         assert!(parse_header("no-colon").is_err());
+    }
+
+    #[test]
+    fn history_flags_set_the_retention() {
+        let mut spec = spec_with_cron();
+        let flags = SpecFlags {
+            history_count: Some(5),
+            history_age: Some(parse_human_duration("7d").unwrap()),
+            ..Default::default()
+        };
+        flags.apply(&mut spec);
+        assert_eq!(spec.history.max_count, Some(5));
+        assert_eq!(spec.history.max_age, Some(HumanDuration::secs(7 * 86_400)));
     }
 
     #[test]

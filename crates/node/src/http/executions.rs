@@ -1,13 +1,14 @@
 //! `/v1/executions` and `/v1/dead-letters`.
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
-use belfry_core::api::{ExecutionList, ExecutionView};
-use belfry_core::{Command, FireKey, FireStatus, Response};
+use belfry_core::api::{DeadLetterResult, ExecutionList, ExecutionView};
+use belfry_core::{Command, DeadLetterSelector, FireKey, FireStatus, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, Body};
 use super::jobs::page_limit;
 use super::Api;
 
@@ -85,4 +86,40 @@ pub async fn requeue(State(ctx): State<Api>, Path(key): Path<String>) -> Result<
     let fire =
         applied.state.fire_by_key(&FireKey(key.clone())).ok_or_else(|| ApiError::not_found("execution", &key))?;
     Ok(Json(ExecutionView::of(fire, true)))
+}
+
+fn bulk_response(response: Response) -> Result<DeadLetterResult, ApiError> {
+    match response {
+        Response::Fires { keys } => {
+            Ok(DeadLetterResult { count: keys.len(), keys: keys.into_iter().map(|k| k.0).collect() })
+        }
+        Response::Rejected { error } => Err(error.into()),
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    }
+}
+
+/// `POST /v1/dead-letters/requeue` with `{"keys": [..]}`, `{"job": ".."}` or `{"all": true}`.
+pub async fn requeue_many(
+    State(ctx): State<Api>,
+    Body(select): Body<DeadLetterSelector>,
+) -> Result<Json<DeadLetterResult>, ApiError> {
+    let (_, response) = ctx.propose(Command::RequeueDeadLetters { select, now: Utc::now() }).await?;
+    Ok(Json(bulk_response(response)?))
+}
+
+/// `POST /v1/dead-letters/purge` with the same selector as requeue.
+pub async fn purge_many(
+    State(ctx): State<Api>,
+    Body(select): Body<DeadLetterSelector>,
+) -> Result<Json<DeadLetterResult>, ApiError> {
+    let (_, response) = ctx.propose(Command::PurgeDeadLetters { select, now: Utc::now() }).await?;
+    Ok(Json(bulk_response(response)?))
+}
+
+/// `DELETE /v1/dead-letters/{key}`: forgets one dead letter.
+pub async fn purge(State(ctx): State<Api>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
+    let select = DeadLetterSelector { keys: Some(vec![FireKey(key)]), ..Default::default() };
+    let (_, response) = ctx.propose(Command::PurgeDeadLetters { select, now: Utc::now() }).await?;
+    bulk_response(response)?;
+    Ok(StatusCode::NO_CONTENT)
 }

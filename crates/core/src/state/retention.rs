@@ -1,0 +1,93 @@
+//! History retention: per job, at most `history.max_count` finished fires (the cluster default
+//! when unset), and none older than `history.max_age` after it finished. Unfinished fires are
+//! never removed. Everything here runs inside apply() with the command's clock, so replicas
+//! forget the same fires at the same log index.
+
+use chrono::{DateTime, Utc};
+
+use super::State;
+use crate::job::JobUid;
+
+impl State {
+    /// The number of finished fires job `uid` keeps: 0 once it is deleted.
+    fn history_limit_of(&self, uid: JobUid) -> usize {
+        if self.data.retired.contains_key(&uid) {
+            return 0;
+        }
+        let job = self.job_by_uid(uid);
+        job.and_then(|j| j.spec.history.max_count).map(|n| n as usize).unwrap_or(self.data.history_limit)
+    }
+
+    /// Keeps at most the job's limit of finished fires (oldest go first; unfinished fires are
+    /// never pruned), and forgets a retired job once its last fire has finished.
+    pub(super) fn prune_history(&mut self, uid: JobUid) {
+        let limit = self.history_limit_of(uid);
+        let seqs: Vec<u64> = self.history.get(&uid).into_iter().flatten().copied().collect();
+        let finished: Vec<u64> = seqs.iter().copied().filter(|s| self.data.fires[s].status.is_finished()).collect();
+        let excess = finished.len().saturating_sub(limit);
+        for seq in finished.into_iter().take(excess) {
+            self.remove_fire(seq);
+        }
+        self.forget_if_retired(uid);
+    }
+
+    fn forget_if_retired(&mut self, uid: JobUid) {
+        if self.data.retired.contains_key(&uid) && !self.history.contains_key(&uid) {
+            self.data.retired.remove(&uid);
+        }
+    }
+
+    /// Puts fire `seq` in the age index when it is finished and its job has a `max_age`, and
+    /// takes it out otherwise. Called whenever a fire is stored.
+    pub(super) fn index_expiry(&mut self, seq: u64) {
+        self.unindex_expiry(seq);
+        let Some(fire) = self.data.fires.get(&seq) else {
+            return;
+        };
+        let (Some(finished_at), true) = (fire.finished_at, fire.status.is_finished()) else {
+            return;
+        };
+        let Some(max_age) = self.job_by_uid(fire.job_uid).and_then(|j| j.spec.history.max_age) else {
+            return;
+        };
+        let at = (finished_at + max_age.chrono()).timestamp_millis();
+        self.expiry.insert((at, seq));
+        self.expiry_of.insert(seq, at);
+    }
+
+    pub(super) fn unindex_expiry(&mut self, seq: u64) {
+        if let Some(at) = self.expiry_of.remove(&seq) {
+            self.expiry.remove(&(at, seq));
+        }
+    }
+
+    /// Forgets every finished fire whose age limit has passed at `now`.
+    pub(super) fn expire_history(&mut self, now: DateTime<Utc>) {
+        let now = now.timestamp_millis();
+        while let Some(&(at, seq)) = self.expiry.first() {
+            if at > now {
+                break;
+            }
+            let uid = self.data.fires.get(&seq).map(|f| f.job_uid);
+            self.remove_fire(seq);
+            if let Some(uid) = uid {
+                self.forget_if_retired(uid);
+            }
+        }
+    }
+
+    /// Re-applies job `uid`'s retention after its policy changed.
+    pub(super) fn retention_changed(&mut self, uid: JobUid, now: DateTime<Utc>) {
+        let seqs: Vec<u64> = self.history.get(&uid).into_iter().flatten().copied().collect();
+        for seq in seqs {
+            self.index_expiry(seq);
+        }
+        self.expire_history(now);
+        self.prune_history(uid);
+    }
+
+    /// When the next finished fire ages out, if any job has an age limit.
+    pub fn next_expiry(&self) -> Option<DateTime<Utc>> {
+        self.expiry.first().and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms))
+    }
+}
