@@ -36,8 +36,8 @@
 //!
 //! # Left out
 //!
-//! - Age-based retention runs only when a command is applied; an idle cluster keeps expired
-//!   fires until its next write.
+//! - Age-based retention runs when a command is applied ([`State::next_expiry`] tells the
+//!   leader when to commit an empty one on an idle cluster).
 //! - `fire_all` delivers at most [`state::MAX_CATCH_UP`] missed instants per outage, one claim at
 //!   a time; a longer backlog is walked over several ticker rounds.
 

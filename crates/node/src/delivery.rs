@@ -67,8 +67,7 @@ pub async fn send(client: &reqwest::Client, d: &Delivery, worker: u64) -> Attemp
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|secs| secs.saturating_mul(1000));
+                .and_then(|v| retry_after_ms(v, Utc::now()));
             let excerpt = match resp.bytes().await {
                 Ok(b) => Some(String::from_utf8_lossy(&b[..b.len().min(BODY_EXCERPT)]).into_owned()),
                 Err(_) => None,
@@ -107,6 +106,16 @@ fn root_cause(e: &dyn std::error::Error) -> String {
     cur.to_string()
 }
 
+/// A `Retry-After` value in milliseconds from `now`: delay-seconds or an HTTP date (RFC 9110).
+fn retry_after_ms(value: &str, now: chrono::DateTime<Utc>) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs.saturating_mul(1000));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&Utc) - now).num_milliseconds().max(0) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +127,14 @@ mod tests {
             signature("secret", 1_700_000_000, b"hello"),
             "t=1700000000,v1=47b1df0ab12338b2685470b0d2b37033add7c3b2bc8172f313e77413f1bb78c8"
         );
+    }
+
+    #[test]
+    fn reads_seconds_and_http_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z").unwrap().to_utc();
+        assert_eq!(retry_after_ms("120", now), Some(120_000));
+        assert_eq!(retry_after_ms("Sun, 29 Nov 2026 12:00:30 GMT", now), Some(30_000));
+        assert_eq!(retry_after_ms("Sun, 29 Nov 2026 11:00:00 GMT", now), Some(0), "a past date means now");
+        assert_eq!(retry_after_ms("soon", now), None);
     }
 }

@@ -55,12 +55,23 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
     }
     tracing::info!(node = ctx.id(), term, "leading: ticker started");
     tokio::spawn(dispatcher.clone().settle_loop(term));
+    let mut expired_at = None;
     while ctx.is_leader() && ctx.term() == term && !*stop.borrow() {
         let now = Utc::now();
-        let (due, next) = {
+        let (due, next, expiry) = {
             let applied = ctx.shared.read();
-            (applied.state.due(now, BATCH), applied.state.next_due())
+            (applied.state.due(now, BATCH), applied.state.next_due(), applied.state.next_expiry())
         };
+        // History ages out at a write; an idle cluster gets one (an empty claim batch) when the
+        // oldest kept fire passes its job's `history.max_age`. At most one a second.
+        let expire =
+            expiry.is_some_and(|t| t <= now) && expired_at.is_none_or(|at| now - at >= chrono::Duration::seconds(1));
+        if due.is_empty() && expire {
+            expired_at = Some(now);
+            if let Err(e) = ctx.propose_as_leader(Command::Fire { now, claims: vec![], redispatches: vec![] }).await {
+                tracing::warn!(term, error = %e, "history expiry proposal failed");
+            }
+        }
         if !due.is_empty() {
             let full = due.claims.len() == BATCH;
             let claims = due
@@ -89,7 +100,11 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
                 continue;
             }
         }
-        let wait = next.map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO)).unwrap_or(MAX_IDLE).min(MAX_IDLE);
+        let wake = match (next, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let wait = wake.map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO)).unwrap_or(MAX_IDLE).min(MAX_IDLE);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.shared.changed.notified() => {}
