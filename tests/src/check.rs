@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use belfry_node::sink::Received;
+
 use crate::{by_key, wait_for, Cluster, Sink};
 
 /// What arrived, for the test's log line.
@@ -24,7 +26,13 @@ pub struct Delivered {
     pub lag_p99_ms: i64,
     /// Largest lag.
     pub lag_max_ms: i64,
+    /// Keys delivered a second time because every worker was killed while sending them.
+    pub redelivered: usize,
 }
+
+/// How long before a kill a delivery may have arrived and still be in flight on its worker
+/// (its outcome not yet in the worker's ledger).
+const IN_FLIGHT: chrono::Duration = chrono::Duration::seconds(1);
 
 /// The idempotency keys of every 1 s instant of the jobs `uids` from `start` through `cutoff`.
 pub fn expected_keys(uids: &BTreeMap<String, u64>, start: DateTime<Utc>, cutoff: DateTime<Utc>) -> Vec<String> {
@@ -50,6 +58,41 @@ pub async fn exactly_once(
     start: DateTime<Utc>,
     cutoff: DateTime<Utc>,
     timeout: Duration,
+) -> anyhow::Result<Delivered> {
+    check(cluster, sink, uids, start, cutoff, timeout, None).await
+}
+
+/// [`exactly_once`], for a run in which every worker was SIGKILLed at `killed_at`: a fire
+/// whose first delivery arrived just before the kill may have been cut off before its worker
+/// recorded the outcome, and may come a second time — with the same key, as GUARANTEES.md
+/// allows. Any other repeat fails.
+pub async fn exactly_once_but_killed_sends(
+    cluster: &Cluster,
+    sink: &Sink,
+    uids: &BTreeMap<String, u64>,
+    (start, cutoff): (DateTime<Utc>, DateTime<Utc>),
+    timeout: Duration,
+    killed_at: DateTime<Utc>,
+) -> anyhow::Result<Delivered> {
+    check(cluster, sink, uids, start, cutoff, timeout, Some(killed_at)).await
+}
+
+/// Whether `deliveries` of one key are a repeat a kill of every worker at `killed_at` explains.
+pub fn cut_off_by_kill(deliveries: &[&Received], killed_at: Option<DateTime<Utc>>) -> bool {
+    let Some(killed_at) = killed_at else { return false };
+    let first = deliveries.iter().map(|r| r.received_at_ms).min().unwrap_or(i64::MAX);
+    let kill_ms = killed_at.timestamp_millis();
+    deliveries.len() == 2 && first <= kill_ms && first >= (killed_at - IN_FLIGHT).timestamp_millis()
+}
+
+async fn check(
+    cluster: &Cluster,
+    sink: &Sink,
+    uids: &BTreeMap<String, u64>,
+    start: DateTime<Utc>,
+    cutoff: DateTime<Utc>,
+    timeout: Duration,
+    killed_at: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Delivered> {
     let expected = expected_keys(uids, start, cutoff);
     let waited = wait_for(timeout, "every expected fire", || async {
@@ -78,7 +121,13 @@ pub async fn exactly_once(
     };
 
     let keys = by_key(&received);
-    let duplicates: Vec<_> = keys.iter().filter(|(_, v)| v.len() > 1).map(|(k, v)| (k.clone(), v.len())).collect();
+    let repeated: Vec<_> = keys.iter().filter(|(_, v)| v.len() > 1).collect();
+    let redelivered = repeated.iter().filter(|(_, v)| cut_off_by_kill(v, killed_at)).count();
+    let duplicates: Vec<_> = repeated
+        .iter()
+        .filter(|(_, v)| !cut_off_by_kill(v, killed_at))
+        .map(|(k, v)| (k.to_string(), v.len()))
+        .collect();
     anyhow::ensure!(duplicates.is_empty(), "delivered more than once: {duplicates:?}");
     let names: BTreeMap<u64, &String> = uids.iter().map(|(n, u)| (*u, n)).collect();
     for r in &received {
@@ -106,6 +155,7 @@ pub async fn exactly_once(
         lag_p50_ms: at(50),
         lag_p99_ms: at(99),
         lag_max_ms: lags.last().copied().unwrap_or(0),
+        redelivered,
     })
 }
 

@@ -155,6 +155,7 @@ async fn killing_every_node_at_once_loses_no_acknowledged_write() -> anyhow::Res
     })
     .await?;
 
+    let killed_at = Utc::now();
     for id in [1, 2, 3] {
         cluster.kill(id);
     }
@@ -188,13 +189,20 @@ async fn killing_every_node_at_once_loses_no_acknowledged_write() -> anyhow::Res
     })
     .await?;
     for name in &acknowledged {
-        let n = received.iter().filter(|r| &r.job == name).count();
-        assert_eq!(n, 1, "one-off job {name} delivered {n} times");
+        let of_job: Vec<_> = received.iter().filter(|r| &r.job == name).collect();
+        assert!(
+            of_job.len() == 1 || check::cut_off_by_kill(&of_job, Some(killed_at)),
+            "one-off job {name} delivered {} times: {of_job:?}",
+            of_job.len()
+        );
     }
 
+    // Killing every node kills every worker, possibly in the middle of a send: those fires may
+    // come twice, with the same key; nothing else may.
     let cutoff = restarted_at + chrono::Duration::seconds(3);
     check::wait_scheduled_past(&sink, cutoff, SETTLE).await?;
-    let delivered = check::exactly_once(&cluster, &sink, &uids, start, cutoff, SETTLE).await?;
+    let delivered =
+        check::exactly_once_but_killed_sends(&cluster, &sink, &uids, (start, cutoff), SETTLE, killed_at).await?;
     eprintln!("{} one-off jobs acknowledged; {delivered:?}", acknowledged.len());
     Ok(())
 }
