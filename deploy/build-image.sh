@@ -2,6 +2,7 @@
 # Builds the release binary and an image `belfry:local` FROM scratch: the binary, the shared
 # libraries it links (and the dynamic loader), a non-root user (uid 10001) and a /data dir it
 # owns. Needs no registry: nothing is pulled. Usage: deploy/build-image.sh [TAG]
+# (BELFRY_BIN=path uses that binary instead of building one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +10,13 @@ tag="${1:-belfry:local}"
 uid=10001
 target_dir="${CARGO_TARGET_DIR:-target}"
 
-cargo build --release -p belfry-cli
-bin="$target_dir/release/belfry"
+# BELFRY_BIN names a binary built already (the chaos suite builds it with its runner).
+if [[ -n "${BELFRY_BIN:-}" ]]; then
+    bin="$BELFRY_BIN"
+else
+    cargo build --release -p belfry-cli
+    bin="$target_dir/release/belfry"
+fi
 [[ -x "$bin" ]] || { echo "build-image: $bin not found" >&2; exit 1; }
 
 ctx="$(mktemp -d)"

@@ -13,6 +13,7 @@ use belfry_core::api::ClusterView;
 use belfry_node::sink::Received;
 
 mod ops;
+pub mod verify;
 
 /// The `belfry` binary built by this `cargo test` run (`BELFRY_BIN` overrides).
 pub fn binary() -> PathBuf {
