@@ -53,7 +53,7 @@ COPY --chown=$uid:$uid data /data
 COPY --chown=$uid:$uid tmp /tmp
 USER $uid:$uid
 WORKDIR /data
-ENV BELFRY_DATA_DIR=/data
+ENV BELFRY_DATA_DIR=/data PATH=/usr/local/bin
 EXPOSE 7100 7200 7300
 ENTRYPOINT ["/usr/local/bin/belfry"]
 CMD ["serve", "--http-addr", "0.0.0.0:7100", "--grpc-addr", "0.0.0.0:7200"]

@@ -37,11 +37,13 @@ logs="$(mktemp -d)"
 
 teardown() {
     local rc=$?
+    for s in n1 n2 n3; do
+        "${compose[@]}" logs --no-color "$s" >"$logs/$s.log" 2>&1 || true
+    done
     if [[ $rc -ne 0 ]]; then
-        for s in n1 n2 n3; do
-            "${compose[@]}" logs --no-color "$s" >"$logs/$s.log" 2>&1 || true
-        done
         echo "chaos: failed (exit $rc); node logs in $logs" >&2
+    else
+        echo "chaos: node logs in $logs" >&2
     fi
     if [[ "${BELFRY_CHAOS_KEEP:-}" == 1 ]]; then
         echo "chaos: keeping project $COMPOSE_PROJECT_NAME" >&2

@@ -373,7 +373,7 @@ async fn kill_worker(env: &Env) -> anyhow::Result<String> {
 /// SIGKILLs every node at once and starts them again; jobs and fire history must survive.
 async fn kill_all(env: &Env) -> anyhow::Result<String> {
     env.all_ready().await?;
-    // Live every-second jobs keep their last 100 fires; sample some from the last 20 s.
+    // Live every-second jobs keep their last 100 fires; sample some due in the last 20 s.
     let live: BTreeSet<String> = env
         .jobs
         .lock()
@@ -385,7 +385,8 @@ async fn kill_all(env: &Env) -> anyhow::Result<String> {
     let before = now_ms() - 3000;
     let sample: Vec<String> = {
         let d = env.deliveries().await?;
-        let recent = d.iter().filter(|d| live.contains(&d.job) && (before - 20_000..before).contains(&d.received_ms));
+        // By instant, not arrival: a fire delivered late may already be past the history limit.
+        let recent = d.iter().filter(|d| live.contains(&d.job) && (before - 20_000..before).contains(&d.scheduled_ms));
         let keys: BTreeSet<String> = recent.map(|d| d.key.clone()).collect();
         keys.into_iter().step_by(37).take(60).collect()
     };
