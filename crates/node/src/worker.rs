@@ -69,7 +69,7 @@ impl Worker {
     }
 
     /// Handles one `Deliver`.
-    pub async fn deliver(&self, req: DeliverRequest) -> DeliverReply {
+    pub async fn deliver(self: &Arc<Self>, req: DeliverRequest) -> DeliverReply {
         let term = self.ctx.term();
         if req.term < term {
             return self.refuse(&format!("{}: request term {} < current term {term}", refusal::STALE_TERM, req.term));
@@ -87,9 +87,26 @@ impl Worker {
         if !self.ledger.claim(&req.key, req.attempt) {
             return self.refuse(refusal::IN_PROGRESS);
         }
-        let reply = self.send(&req).await;
-        self.ledger.release(&req.key, req.attempt);
-        reply
+        // The send runs to its end in a task of its own. When the caller goes away mid-RPC (its
+        // leader killed, or its deadline passed), this future is dropped; the send must still
+        // record its outcome and release the claim, or the attempt reads as in flight for as
+        // long as this process lives and no leader ever settles it.
+        let (key, attempt) = (req.key.clone(), req.attempt);
+        let this = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let reply = this.send(&req).await;
+            this.ledger.release(&req.key, req.attempt);
+            reply
+        });
+        match task.await {
+            Ok(reply) => reply,
+            Err(e) => {
+                // A panic mid-send: whether it was sent is unknown. Not refused-before-send, so
+                // the leader settles it through the ledger (same key) once the lease is over.
+                self.ledger.release(&key, attempt);
+                self.refuse(&format!("{}: send task failed: {e}", refusal::IN_PROGRESS))
+            }
+        }
     }
 
     async fn send(&self, req: &DeliverRequest) -> DeliverReply {
