@@ -483,7 +483,7 @@ async fn main() -> anyhow::Result<()> {
     let first = start.timestamp_millis();
     let mut from = first;
     let mut rows = Vec::new();
-    for (i, name) in SCENARIOS.iter().enumerate() {
+    for (i, name) in SCENARIOS.into_iter().enumerate() {
         let t = Instant::now();
         eprintln!("scenario {name}");
         let churn = async {
@@ -522,7 +522,7 @@ async fn main() -> anyhow::Result<()> {
         for u in v.unexpected.iter().take(5) {
             eprintln!("  unexpected {u}");
         }
-        rows.push(Row { name: *name, pass, v, secs: t.elapsed().as_secs(), notes });
+        rows.push(Row { name, pass, v, secs: t.elapsed().as_secs(), notes });
         from = to;
     }
     stop.store(true, Ordering::Relaxed);
