@@ -508,7 +508,9 @@ async fn main() -> anyhow::Result<()> {
         }
         let to = now_ms();
         let v = env.settle(from, to).await?;
-        let pass = notes.is_ok() && v.passes(i == 3);
+        // Scenarios 4 and 5 SIGKILL workers mid-send: the one duplicate the protocol allows
+        // (docs/GUARANTEES.md), and only with the first delivery's key.
+        let pass = notes.is_ok() && v.passes(i == 3 || i == 4);
         let notes = notes.unwrap_or_else(|e| format!("ERROR {e}"));
         eprintln!(
             "  {} {:?} {notes}",
@@ -546,7 +548,8 @@ async fn main() -> anyhow::Result<()> {
          - date: {}\n- command: `bash tests/chaos/run.sh`\n- machine: {machine}\n\
          - load: {LOAD_JOBS} jobs every 1 s to `sink`, a one-off job every 250 ms, {SLOW_JOBS} jobs every 1 s to a sink answering after 2 s during scenario 4\n\n\
          Each row checks every fire due between the end of the previous scenario and the end of this one, after the\n\
-         deliveries settle. Duplicates are allowed only in scenario 4, and only with the first delivery's key.\n\
+         deliveries settle. Duplicates are allowed only in scenarios 4 and 5, which SIGKILL workers in the middle of\n\
+         sends (the one duplicate of docs/GUARANTEES.md), and only with the first delivery's key.\n\
          Worst gap: longest time no delivery arrived. Lag: arrival minus scheduled instant.\n\n{t}",
         Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
