@@ -14,6 +14,7 @@ use belfry_node::sink::Received;
 
 pub mod check;
 mod ops;
+pub mod verify;
 
 /// The `belfry` binary built by this `cargo test` run (`BELFRY_BIN` overrides).
 pub fn binary() -> PathBuf {

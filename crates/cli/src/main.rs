@@ -5,6 +5,7 @@ mod backup;
 mod cmd;
 mod config_file;
 mod dev;
+mod probe;
 mod serve;
 mod sink;
 
@@ -36,6 +37,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Stage a backup in an empty data dir to seed a new cluster.
     Restore(backup::RestoreArgs),
+    /// GET a URL; exit 0 on 2xx, 1 otherwise (container healthchecks).
+    Probe(probe::ProbeArgs),
     /// The client commands; new groups are variants of [`cmd::ClientCommand`].
     #[command(flatten)]
     Client(cmd::ClientCommand),
@@ -50,6 +53,7 @@ async fn main() -> ExitCode {
         Command::Sink(args) => sink::run(args).await,
         Command::Backup(args) => backup::backup(&cli.client.endpoint, args).await,
         Command::Restore(args) => backup::restore(args),
+        Command::Probe(args) => return probe::run(args).await,
         Command::Client(command) => return cmd::run(cli.client, command).await,
     };
     match result {
