@@ -127,8 +127,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
-        // Not flushed: losing it only makes a restart re-apply less; the leader re-sends it.
-        self.put_meta(COMMITTED, &committed, ErrorSubject::Store)
+        // Flushed: a node that restarts and finds itself leader of the same term (openraft
+        // restores a committed vote without an election) answers read indexes from this value.
+        // A stale one would let a read after a restart miss writes that were acknowledged.
+        self.put_meta(COMMITTED, &committed, ErrorSubject::Store)?;
+        self.flush(ErrorSubject::Store).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {
