@@ -7,7 +7,7 @@ use belfry_core::{DeadLetterSelector, FireKey};
 use clap::{Args, Subcommand};
 
 use super::table::{millis, opt, Fields, Table};
-use super::{hint_more, json, CliError, Ctx, Output};
+use super::{hint_more, json, CliError, Ctx, Output, Pages};
 
 /// `belfry exec` subcommands.
 #[derive(Subcommand, Debug)]
@@ -78,15 +78,8 @@ pub struct PageArgs {
     /// Only this job's fires.
     #[arg(long)]
     pub job: Option<String>,
-    /// Page size (1..=1000).
-    #[arg(long, conflicts_with = "all")]
-    pub limit: Option<usize>,
-    /// Continue after this cursor (the `next_cursor` of a previous page).
-    #[arg(long, conflicts_with = "all")]
-    pub cursor: Option<String>,
-    /// Every page.
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub pages: Pages,
 }
 
 /// Runs an `exec` subcommand.
@@ -94,7 +87,7 @@ pub async fn run(ctx: &Ctx, command: ExecCommand) -> Result<String, CliError> {
     match command {
         ExecCommand::List { status, page } => {
             let query = query(&page, status);
-            let list = if page.all {
+            let list = if page.pages.all {
                 ExecutionList { executions: ctx.client.list_all_executions(&query).await?, next_cursor: None }
             } else {
                 ctx.client.list_executions(&query).await?
@@ -110,7 +103,7 @@ pub async fn run_dlq(ctx: &Ctx, command: DlqCommand) -> Result<String, CliError>
     match command {
         DlqCommand::List { page } => {
             let query = query(&page, None);
-            let list = if page.all {
+            let list = if page.pages.all {
                 ExecutionList { executions: ctx.client.list_all_dead_letters(&query).await?, next_cursor: None }
             } else {
                 ctx.client.list_dead_letters(&query).await?
@@ -137,7 +130,7 @@ fn bulk(ctx: &Ctx, done: &DeadLetterResult, verb: &str) -> Result<String, CliErr
 }
 
 fn query(page: &PageArgs, status: Option<String>) -> ExecutionQuery {
-    ExecutionQuery { job: page.job.clone(), status, limit: page.limit, cursor: page.cursor.clone() }
+    ExecutionQuery { job: page.job.clone(), status, limit: page.pages.limit, cursor: page.pages.cursor.clone() }
 }
 
 fn fire_list(ctx: &Ctx, list: &ExecutionList, dead_letters: bool) -> Result<String, CliError> {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::spec::{self, SpecFlags};
 use super::table::{opt, Fields, Table};
-use super::{hint_more, json, CliError, Ctx, Output};
+use super::{hint_more, json, CliError, Ctx, Output, Pages};
 
 /// `belfry job` subcommands.
 #[derive(Subcommand, Debug)]
@@ -95,15 +95,8 @@ pub struct ListArgs {
     /// Only jobs that are not paused.
     #[arg(long)]
     pub active: bool,
-    /// Page size (1..=1000).
-    #[arg(long, conflicts_with = "all")]
-    pub limit: Option<usize>,
-    /// Start after this cursor (the `next_cursor` of a previous page).
-    #[arg(long, conflicts_with = "all")]
-    pub cursor: Option<String>,
-    /// Every page.
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub pages: Pages,
 }
 
 /// Runs a `job` subcommand.
@@ -152,10 +145,10 @@ async fn list(ctx: &Ctx, a: ListArgs) -> Result<String, CliError> {
         (_, true) => Some(false),
         _ => None,
     };
-    let page = if a.all {
+    let page = if a.pages.all {
         JobList { jobs: ctx.client.list_all_jobs(paused).await?, next_cursor: None }
     } else {
-        ctx.client.list_jobs(&JobQuery { paused, limit: a.limit, cursor: a.cursor }).await?
+        ctx.client.list_jobs(&JobQuery { paused, limit: a.pages.limit, cursor: a.pages.cursor }).await?
     };
     if ctx.output == Output::Json {
         return json(&page);

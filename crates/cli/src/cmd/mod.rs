@@ -49,6 +49,20 @@ pub enum Output {
     Json,
 }
 
+/// Paging flags shared by the list commands.
+#[derive(Args, Debug)]
+pub struct Pages {
+    /// Page size (1..=1000).
+    #[arg(long, conflicts_with = "all")]
+    pub limit: Option<usize>,
+    /// Continue after this cursor (the `next_cursor` of a previous page).
+    #[arg(long, conflicts_with = "all")]
+    pub cursor: Option<String>,
+    /// Every page.
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// The client subcommand groups, flattened into the binary's top-level commands.
 // Parsed once at start; the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
