@@ -109,7 +109,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     init_logging(&args.log_format);
     let node = belfry_node::Node::start(args.config()?).await?;
-    wait_for_signal().await;
+    let stopped = tokio::select! {
+        () = wait_for_signal() => None,
+        why = node.stopped() => Some(why),
+    };
+    if let Some(why) = stopped {
+        tracing::error!(reason = %why, "raft stopped on this node; exiting");
+        node.shutdown().await;
+        anyhow::bail!("raft stopped on this node: {why}");
+    }
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())

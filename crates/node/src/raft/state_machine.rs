@@ -1,9 +1,19 @@
 //! The state machine: [`belfry_core::State`] in memory, snapshots in sled.
+//!
+//! apply() cannot fail for any entry the API, a worker or a target can produce: every value is
+//! bounded at validation and clamped where it is read (crates/core, and its property test
+//! `apply_never_panics`). Should a replica still meet an entry it cannot apply (a bug), it must
+//! not go on: its state may be half-changed, and skipping the entry would fork it from the
+//! others. [`apply_guarded`] turns the panic into a storage error, which stops raft on this
+//! node, and records why in [`Shared::halted`]; the node then exits with that reason instead
+//! of crash-looping in silence. The entry stays in the log, so a restart stops at it again,
+//! with the same message, until a fixed build applies it.
 
 use std::io::Cursor;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use belfry_core::{Data, Response, State};
+use belfry_core::{Command, Data, Response, State};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
@@ -35,12 +45,58 @@ pub struct Shared {
     applied: RwLock<Applied>,
     /// Woken after every apply, so the ticker can re-plan when jobs change.
     pub changed: Notify,
+    /// Why this replica stopped applying, once it has (see the module docs).
+    halted: Mutex<Option<String>>,
 }
 
 impl Shared {
     /// Read access. A std lock: it is never held across an `.await`.
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
         self.applied.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why this replica stopped applying entries, if it has.
+    pub fn halted(&self) -> Option<String> {
+        self.halted.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn halt(&self, why: String) {
+        self.halted.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(why);
+    }
+}
+
+/// Runs `apply` for the entry at `index`, turning a panic into the reason the replica must
+/// stop. Nothing after a panic is trusted: the caller stops applying.
+pub fn apply_guarded(index: u64, kind: &str, apply: impl FnOnce() -> Response) -> Result<Response, String> {
+    catch_unwind(AssertUnwindSafe(apply)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!(
+            "log entry {index} ({kind}) cannot be applied: {message}. This node stops applying so that its \
+             state cannot fork from the other replicas; the entry stays in the log and a restart stops here \
+             again until a build that applies it runs"
+        )
+    })
+}
+
+/// The command's name as it appears in the log (`type`), for the halt message.
+fn kind(command: &Command) -> &'static str {
+    match command {
+        Command::CreateJob { .. } => "create_job",
+        Command::ReplaceJob { .. } => "replace_job",
+        Command::DeleteJob { .. } => "delete_job",
+        Command::PauseJob { .. } => "pause_job",
+        Command::ResumeJob { .. } => "resume_job",
+        Command::TriggerJob { .. } => "trigger_job",
+        Command::Fire { .. } => "fire",
+        Command::Complete { .. } => "complete",
+        Command::Requeue { .. } => "requeue",
+        Command::RequeueDeadLetters { .. } => "requeue_dead_letters",
+        Command::PurgeDeadLetters { .. } => "purge_dead_letters",
+        Command::Restore { .. } => "restore",
     }
 }
 
@@ -82,7 +138,11 @@ impl StateMachineStore {
             applied = restore(&stored.data)?;
         }
         Ok(StateMachineStore {
-            shared: Arc::new(Shared { applied: RwLock::new(applied), changed: Notify::new() }),
+            shared: Arc::new(Shared {
+                applied: RwLock::new(applied),
+                changed: Notify::new(),
+                halted: Mutex::new(None),
+            }),
             flusher,
             snapshots,
         })
@@ -153,23 +213,41 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
     {
+        if let Some(why) = self.shared.halted() {
+            return Err(io_err(ErrorSubject::StateMachine, ErrorVerb::Write, std::io::Error::other(why)));
+        }
         let mut responses = Vec::new();
+        let mut halt = None;
         {
             let mut applied = self.write();
             for entry in entries {
-                applied.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
                     EntryPayload::Blank => Response::None,
-                    EntryPayload::Normal(command) => applied.state.apply(entry.log_id.index, command),
+                    EntryPayload::Normal(command) => {
+                        let (index, kind) = (entry.log_id.index, kind(&command));
+                        match apply_guarded(index, kind, || applied.state.apply(index, command)) {
+                            Ok(response) => response,
+                            Err(why) => {
+                                halt = Some((entry.log_id, why));
+                                break;
+                            }
+                        }
+                    }
                     EntryPayload::Membership(m) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m);
                         Response::None
                     }
                 };
+                applied.last_applied = Some(entry.log_id);
                 responses.push(response);
             }
         }
         self.shared.changed.notify_waiters();
+        if let Some((log_id, why)) = halt {
+            tracing::error!(index = log_id.index, reason = %why, "state machine halted");
+            self.shared.halt(why.clone());
+            return Err(io_err(ErrorSubject::Apply(log_id), ErrorVerb::Write, std::io::Error::other(why)));
+        }
         Ok(responses)
     }
 
@@ -203,5 +281,35 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let stored: StoredSnapshot =
             serde_json::from_slice(&bytes).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
         Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_that_panics_becomes_a_halt_reason_naming_it() {
+        let why = apply_guarded(42, "complete", || panic!("DateTime + TimeDelta overflowed")).unwrap_err();
+        assert!(why.contains("log entry 42 (complete)"), "{why}");
+        assert!(why.contains("DateTime + TimeDelta overflowed"), "{why}");
+        assert_eq!(apply_guarded(7, "fire", || Response::Deleted), Ok(Response::Deleted));
+    }
+
+    #[test]
+    fn a_halted_replica_keeps_its_first_reason() {
+        let shared = Shared {
+            applied: RwLock::new(Applied {
+                state: State::default(),
+                last_applied: None,
+                membership: StoredMembership::default(),
+            }),
+            changed: Notify::new(),
+            halted: Mutex::new(None),
+        };
+        assert_eq!(shared.halted(), None);
+        shared.halt("first".into());
+        shared.halt("second".into());
+        assert_eq!(shared.halted().as_deref(), Some("first"));
     }
 }
