@@ -145,6 +145,18 @@ impl Node {
         &self.ctx
     }
 
+    /// Resolves when raft has stopped on this node for good (a storage failure, or an entry
+    /// this replica cannot apply), with the reason. The process should then exit: it can
+    /// neither lead nor follow.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.ctx.raft.metrics();
+        let fatal = match metrics.wait_for(|m| m.running_state.is_err()).await {
+            Ok(m) => m.running_state.clone().err().map(|e| e.to_string()),
+            Err(_) => None,
+        };
+        self.ctx.shared.halted().or(fatal).unwrap_or_else(|| "raft stopped".into())
+    }
+
     /// Stops the node gracefully: a leader hands leadership to the most caught-up voter
     /// first; the worker starts no new sends and waits (up to `SEND_DRAIN`) for those in
     /// flight; then the servers close and raft shuts down. Sends still running at the end
