@@ -1,6 +1,7 @@
 //! The leader's dispatcher: sends committed dispatches to workers, commits their outcomes, and
 //! settles fires whose dispatch it did not see finish (after a failover, a lost worker or a
-//! broken RPC) through the workers' ledgers (DESIGN.md, "The fire protocol", steps 4, 6, 7).
+//! broken RPC) through the workers' ledgers (docs/DESIGN.md, "The fire protocol": the steps
+//! dispatch, complete and settle).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -38,9 +38,17 @@ impl Ledger {
         Ok(Ledger { flusher, tree: db.open_tree("ledger")?, in_flight: Mutex::new(HashSet::new()) })
     }
 
-    /// The record of an attempt, if any.
+    /// The record of an attempt, if any. A record that cannot be decoded (a torn write, a
+    /// record from an incompatible build) reads as started at an unknown instant: the send may
+    /// have left, and reporting it as never sent would let the leader send it again.
     pub fn get(&self, key: &str, attempt: u32) -> Result<Option<Record>, sled::Error> {
-        Ok(self.tree.get(id(key, attempt))?.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+        let Some(bytes) = self.tree.get(id(key, attempt))? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(key, attempt, error = %e, "unreadable ledger record; counted as started");
+            Record::Started { at_ms: 0 }
+        })))
     }
 
     /// Whether this process is sending the attempt right now.
@@ -69,5 +77,30 @@ impl Ledger {
         self.tree.insert(id(key, attempt), bytes)?;
         self.flusher.flush().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> Ledger {
+        let db = sled::Config::new().temporary(true).open().expect("temporary sled");
+        Ledger::open(&db, Arc::new(Flusher::new(db.clone()))).expect("ledger")
+    }
+
+    #[test]
+    fn an_unreadable_record_counts_as_started_never_as_unknown() {
+        let ledger = ledger();
+        ledger.tree.insert(id("7:1000", 1), b"{not json".to_vec()).expect("insert");
+        assert_eq!(ledger.get("7:1000", 1).expect("get"), Some(Record::Started { at_ms: 0 }));
+        assert_eq!(ledger.get("7:1000", 2).expect("get"), None, "no record is still no record");
+    }
+
+    #[tokio::test]
+    async fn a_recorded_outcome_reads_back() {
+        let ledger = ledger();
+        ledger.put("7:1000", 1, &Record::Started { at_ms: 5 }).await.expect("put");
+        assert_eq!(ledger.get("7:1000", 1).expect("get"), Some(Record::Started { at_ms: 5 }));
     }
 }

@@ -1,5 +1,6 @@
 //! The worker: receives `Deliver` from the leader, fences it, records it in the ledger, sends
-//! it, records the outcome (DESIGN.md, "The fire protocol", step 5).
+//! it, records the outcome (docs/DESIGN.md, "The fire protocol": the steps admit,
+//! record-start, send and record-outcome).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
