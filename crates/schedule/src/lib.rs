@@ -8,6 +8,15 @@
 //! and `end_at` bound all three; `jitter` is reported, never applied here
 //! (the caller adds [`jitter_offset`] for each fire key).
 //!
+//! # Bounds
+//!
+//! Every instant a spec names (`at`, `start_at`, `end_at`) lies in years 1970 to 9999 (the
+//! [`instant`] window), so each renders as RFC 3339; schedules yield no instant outside it and
+//! [`Schedule::next_after`] takes any instant chrono can represent without panicking. `every`
+//! lies between [`MIN_EVERY`] and [`MAX_EVERY`], `jitter` is at most [`MAX_JITTER`] (and, for
+//! `every`, at most the period), a cron expression at most [`MAX_CRON_BYTES`] long, and a
+//! duration's text is refused when its value overflows ([`parse_duration`]).
+//!
 //! # Cron evaluation
 //!
 //! Cron is evaluated in two steps (see the `cron` module): a field-skipping
@@ -56,15 +65,27 @@ mod cron;
 mod describe;
 mod duration;
 mod every;
+pub mod instant;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use cron::Cron;
-pub use duration::{format_duration, parse_duration};
+pub use duration::{format_duration, parse_duration, MAX_DURATION_CHARS, MAX_DURATION_MS};
+use instant::{in_window, MAX_INSTANT, MIN_INSTANT};
+
+/// Shortest `every` period: the ticker's resolution is about a second, and a shorter period
+/// would fill the log with claims.
+pub const MIN_EVERY: Duration = Duration::from_secs(1);
+/// Longest `every` period: a leap year. Longer intervals read better as a cron or an `at`.
+pub const MAX_EVERY: Duration = Duration::from_secs(366 * 86_400);
+/// Largest `jitter`: spreading fires wider than an hour is a different schedule, not jitter.
+pub const MAX_JITTER: Duration = Duration::from_secs(3_600);
+/// Longest cron expression, in bytes: every field spelled out as a list still fits.
+pub const MAX_CRON_BYTES: usize = 1_024;
 
 /// The user-facing form of a schedule: exactly one of `cron`, `every`, `at`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -133,6 +154,12 @@ impl Schedule {
             Some(s) => parse_duration(s).map_err(|message| ScheduleError { field: "jitter", message })?,
             None => Duration::ZERO,
         };
+        if jitter > MAX_JITTER {
+            return Err(ScheduleError {
+                field: "jitter",
+                message: format!("must be at most {}", format_duration(MAX_JITTER)),
+            });
+        }
         // Validated whatever the kind, although only cron reads it.
         let tz = match spec.timezone.as_deref() {
             None => Tz::UTC,
@@ -144,14 +171,30 @@ impl Schedule {
         let kind = match (&spec.cron, &spec.every, &spec.at) {
             (None, Some(every), None) => {
                 let period = parse_duration(every).map_err(|message| ScheduleError { field: "every", message })?;
-                let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
-                if period_ms < 1000 {
+                if period < MIN_EVERY {
                     return Err(ScheduleError { field: "every", message: "must be at least 1s".into() });
                 }
+                if period > MAX_EVERY {
+                    return Err(ScheduleError {
+                        field: "every",
+                        message: format!("must be at most {}", format_duration(MAX_EVERY)),
+                    });
+                }
+                if jitter > period {
+                    return Err(ScheduleError { field: "jitter", message: "must not exceed the every period".into() });
+                }
+                // At most MAX_EVERY, so the conversion is exact.
+                let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
                 Kind::Every { anchor: start_at.unwrap_or(created_at), period_ms }
             }
             (None, None, Some(at)) => Kind::At(parse_instant("at", at)?),
             (Some(expr), None, None) => {
+                if expr.len() > MAX_CRON_BYTES {
+                    return Err(ScheduleError {
+                        field: "cron",
+                        message: format!("longer than {MAX_CRON_BYTES} bytes"),
+                    });
+                }
                 let cron = Cron::parse(expr, tz).map_err(|message| ScheduleError { field: "cron", message })?;
                 Kind::Cron(Box::new(cron))
             }
@@ -165,10 +208,17 @@ impl Schedule {
         Ok(Schedule { kind, start_at, end_at, jitter })
     }
 
-    /// The first instant strictly after `after`, within `start_at`/`end_at`; `None` when exhausted.
+    /// The first instant strictly after `after`, within `start_at`/`end_at` and the
+    /// [`instant`] window; `None` when exhausted. Takes any instant chrono can represent.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let after = match self.start_at {
-            Some(s) if s > after => s - chrono::Duration::milliseconds(1),
+        if after >= MAX_INSTANT {
+            return None;
+        }
+        // Nothing is produced before the window or before start_at: search from just before
+        // the later of the two (both lie in the window, so the subtraction stays in range).
+        let floor = self.start_at.map_or(MIN_INSTANT, |s| s.max(MIN_INSTANT));
+        let after = match floor.checked_sub_signed(TimeDelta::milliseconds(1)) {
+            Some(before_floor) if before_floor > after => before_floor,
             _ => after,
         };
         if self.end_at.is_some_and(|end| after >= end) {
@@ -181,8 +231,15 @@ impl Schedule {
         }?;
         match self.end_at {
             Some(end) if next > end => None,
-            _ => Some(next),
+            _ => Some(next).filter(|t| *t <= MAX_INSTANT),
         }
+    }
+
+    /// The first instant at or after `t`: what a job created at `t` fires first.
+    pub fn first_at_or_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Only chrono's very first instant has no predecessor; it lies before the window, where
+        // searching strictly after it finds the same instants.
+        self.next_after(t.checked_sub_signed(TimeDelta::milliseconds(1)).unwrap_or(t))
     }
 
     /// Up to `count` instants strictly after `after`.
@@ -211,14 +268,16 @@ impl Schedule {
         match &self.kind {
             Kind::At(at) => format!("Once, at {}", at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             Kind::Every { period_ms, .. } => {
-                format!("Every {}", duration::spell_duration(Duration::from_millis(*period_ms as u64)))
+                let period = Duration::from_millis(u64::try_from(*period_ms).unwrap_or(0));
+                format!("Every {}", duration::spell_duration(period))
             }
             Kind::Cron(cron) => describe::describe(cron),
         }
     }
 }
 
-/// The delay in `[0, max]` added to the fire with `key`: uniform over keys, and the same on every node.
+/// The delay in `[0, max]` (whole milliseconds) added to the fire with `key`: uniform over
+/// keys, and the same on every node. Defined for every `max`, [`Duration::MAX`] included.
 pub fn jitter_offset(max: Duration, key: &str) -> Duration {
     if max.is_zero() {
         return Duration::ZERO;
@@ -229,12 +288,21 @@ pub fn jitter_offset(max: Duration, key: &str) -> Duration {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
-    let max_ms = max.as_millis() as u64;
-    Duration::from_millis(h % (max_ms + 1))
+    // In u128, `max_ms + 1` cannot overflow (Duration::MAX is below 2^75 ms) and is never 0;
+    // the remainder is at most `h`, so it fits a u64.
+    let offset = u128::from(h) % (max.as_millis() + 1);
+    Duration::from_millis(u64::try_from(offset).unwrap_or(u64::MAX))
 }
 
 fn parse_instant(field: &'static str, s: &str) -> Result<DateTime<Utc>, ScheduleError> {
-    DateTime::parse_from_rfc3339(s)
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ScheduleError { field, message: format!("not an RFC 3339 instant: {e}") })
+        .map_err(|e| ScheduleError { field, message: format!("not an RFC 3339 instant: {e}") })?;
+    if !in_window(t) {
+        return Err(ScheduleError { field, message: OUTSIDE_WINDOW.into() });
+    }
+    Ok(t)
 }
+
+const OUTSIDE_WINDOW: &str = "must lie between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z (years 1970 to \
+                              9999 in UTC, so that every instant renders as RFC 3339)";
