@@ -102,6 +102,33 @@ impl Command {
             Command::DeleteJob { .. } | Command::Restore { .. } => None,
         }
     }
+
+    /// The command with every instant from outside moved into the instant window
+    /// (`belfry_schedule::instant`): the proposer's `now` and each lease. apply() works on
+    /// this, so a clock far off (or forged) can neither overflow arithmetic nor store an instant
+    /// that does not render as RFC 3339. Claimed instants are left alone: a claim applies only
+    /// when it names the job's `next_fire_at`, which already lies in the window.
+    pub fn clamped(self) -> Command {
+        use belfry_schedule::instant::clamp_instant as c;
+        let assign = |a: Assignment| Assignment { lease_until: c(a.lease_until), ..a };
+        match self {
+            Command::CreateJob { spec, now } => Command::CreateJob { spec, now: c(now) },
+            Command::ReplaceJob { spec, if_version, now } => Command::ReplaceJob { spec, if_version, now: c(now) },
+            Command::PauseJob { name, now } => Command::PauseJob { name, now: c(now) },
+            Command::ResumeJob { name, now } => Command::ResumeJob { name, now: c(now) },
+            Command::TriggerJob { name, now } => Command::TriggerJob { name, now: c(now) },
+            Command::Fire { now, claims, redispatches } => Command::Fire {
+                now: c(now),
+                claims: claims.into_iter().map(|cl| Claim { assign: assign(cl.assign), ..cl }).collect(),
+                redispatches: redispatches.into_iter().map(|r| Redispatch { assign: assign(r.assign), ..r }).collect(),
+            },
+            Command::Complete { now, completions } => Command::Complete { now: c(now), completions },
+            Command::Requeue { key, now } => Command::Requeue { key, now: c(now) },
+            Command::RequeueDeadLetters { select, now } => Command::RequeueDeadLetters { select, now: c(now) },
+            Command::PurgeDeadLetters { select, now } => Command::PurgeDeadLetters { select, now: c(now) },
+            Command::DeleteJob { .. } | Command::Restore { .. } => self,
+        }
+    }
 }
 
 /// Most keys one bulk requeue or purge may name.

@@ -20,9 +20,16 @@ impl HumanDuration {
         i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// The duration as a chrono duration, for instant arithmetic.
-    pub fn chrono(&self) -> chrono::Duration {
-        chrono::Duration::milliseconds(self.as_millis())
+    /// A duration of `n` days.
+    pub const fn days(n: u64) -> Self {
+        HumanDuration(Duration::from_secs(n.saturating_mul(86_400)))
+    }
+
+    /// The duration as a chrono duration in whole milliseconds, saturating at
+    /// `TimeDelta::MAX`. Adding it to an instant can still overflow: use
+    /// `belfry_schedule::instant::saturating_add`.
+    pub fn chrono(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::try_milliseconds(self.as_millis()).unwrap_or(chrono::TimeDelta::MAX)
     }
 }
 
@@ -55,5 +62,13 @@ mod tests {
         assert_eq!(d.0, Duration::from_secs(5400));
         assert_eq!(serde_json::to_string(&d).unwrap(), "\"1h30m\"");
         assert!(serde_json::from_str::<HumanDuration>("\"10 parsecs\"").is_err());
+    }
+
+    #[test]
+    fn converts_to_chrono_without_panicking() {
+        assert_eq!(HumanDuration(Duration::MAX).chrono(), chrono::TimeDelta::MAX);
+        assert_eq!(HumanDuration::days(2).chrono(), chrono::TimeDelta::days(2));
+        let huge = serde_json::from_str::<HumanDuration>("\"100000000000000000000d\"").unwrap_err();
+        assert!(huge.to_string().contains("too large"), "{huge}");
     }
 }

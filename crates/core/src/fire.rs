@@ -1,9 +1,15 @@
 //! Fires: one claimed instant of a job, from claim to its final outcome.
 
+use belfry_schedule::instant::clamp_instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::job::JobUid;
+
+/// Longest answer excerpt an attempt keeps, in bytes (the worker reads no more than this).
+pub const MAX_BODY_EXCERPT_BYTES: usize = 512;
+/// Longest transport error or refusal reason an attempt keeps, in bytes.
+pub const MAX_ERROR_BYTES: usize = 1024;
 
 /// A raft node id.
 pub type NodeId = u64;
@@ -54,12 +60,14 @@ pub enum FireStatus {
     DeadLettered,
     /// Not delivered by policy (overlap, misfire); the note says why.
     Skipped,
+    /// Its job was deleted before it was delivered, or while a retry was still due.
+    Cancelled,
 }
 
 impl FireStatus {
     /// A finished fire needs no further work (a dead letter may still be requeued by hand).
     pub fn is_finished(self) -> bool {
-        matches!(self, FireStatus::Succeeded | FireStatus::DeadLettered | FireStatus::Skipped)
+        matches!(self, FireStatus::Succeeded | FireStatus::DeadLettered | FireStatus::Skipped | FireStatus::Cancelled)
     }
 
     /// Whether the fire counts as running for the overlap policy.
@@ -76,6 +84,7 @@ impl FireStatus {
             FireStatus::Succeeded => "succeeded",
             FireStatus::DeadLettered => "dead_lettered",
             FireStatus::Skipped => "skipped",
+            FireStatus::Cancelled => "cancelled",
         }
     }
 
@@ -88,6 +97,7 @@ impl FireStatus {
             FireStatus::Succeeded,
             FireStatus::DeadLettered,
             FireStatus::Skipped,
+            FireStatus::Cancelled,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)
@@ -141,9 +151,32 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// The attempt as the state keeps it, whatever the worker sent: `error` and `body_excerpt`
+    /// cut at a character boundary to [`MAX_ERROR_BYTES`] and [`MAX_BODY_EXCERPT_BYTES`], and
+    /// both instants moved into the instant window (`belfry_schedule::instant`).
+    pub fn bounded(mut self) -> Attempt {
+        if let Some(e) = self.error.as_mut() {
+            truncate_at_char_boundary(e, MAX_ERROR_BYTES);
+        }
+        if let Some(b) = self.body_excerpt.as_mut() {
+            truncate_at_char_boundary(b, MAX_BODY_EXCERPT_BYTES);
+        }
+        self.started_at = clamp_instant(self.started_at);
+        self.finished_at = clamp_instant(self.finished_at);
+        self
+    }
+
     /// Milliseconds the attempt took.
     pub fn duration_ms(&self) -> i64 {
         (self.finished_at - self.started_at).num_milliseconds().max(0)
+    }
+}
+
+/// Shortens `s` to at most `max` bytes, at the last character boundary that fits.
+pub fn truncate_at_char_boundary(s: &mut String, max: usize) {
+    if s.len() > max {
+        let cut = (0..=max).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        s.truncate(cut);
     }
 }
 

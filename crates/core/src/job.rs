@@ -12,12 +12,57 @@ use crate::error::ApplyError;
 /// A job's id inside the cluster: assigned at create, never reused, part of every fire key.
 pub type JobUid = u64;
 
+mod validate;
+
+pub use validate::validate_name;
+
+// The bounds of a job spec. Every value a spec carries is checked against these at validation
+// (a 400 naming the field; nothing reaches the log), so that no spec can make apply() overflow
+// and every entry stays small enough to replicate. docs/API.md lists them for users.
+
+/// Largest serialized job spec (JSON), in bytes: the body, headers and URL at their limits fit,
+/// and a create stays one modest raft entry.
+pub const MAX_SPEC_BYTES: usize = 96 * 1024;
+/// Longest job name, in bytes (the name is `[a-z0-9][a-z0-9._-]{0,127}`).
+pub const MAX_NAME_BYTES: usize = 128;
 /// Largest request body a job may carry; larger specs are refused before they reach the log.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest target URL, in bytes: what common HTTP servers and proxies accept on a request line.
+pub const MAX_URL_BYTES: usize = 2048;
+/// Most extra request headers a job may set.
+pub const MAX_HEADERS: usize = 32;
+/// Longest header name, in bytes.
+pub const MAX_HEADER_NAME_BYTES: usize = 128;
+/// Longest header value, in bytes.
+pub const MAX_HEADER_VALUE_BYTES: usize = 4 * 1024;
+/// Largest sum of header names and values, in bytes: below the 16 KiB many servers allow for a
+/// whole request head.
+pub const MAX_HEADERS_BYTES: usize = 16 * 1024;
 /// Longest delivery timeout a job may ask for: leases are sized from it.
 pub const MAX_TIMEOUT: HumanDuration = HumanDuration::secs(15 * 60);
 /// Most attempts a retry policy may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;
+/// Most finished fires a job may ask to keep.
+pub const MAX_HISTORY_COUNT: u32 = 10_000;
+/// Shortest `schedule.every` period (belfry_schedule::MIN_EVERY).
+pub const MIN_EVERY: HumanDuration = HumanDuration(belfry_schedule::MIN_EVERY);
+/// Longest `schedule.every` period, a leap year (belfry_schedule::MAX_EVERY): a longer interval
+/// reads better as a cron or an `at`.
+pub const MAX_EVERY: HumanDuration = HumanDuration(belfry_schedule::MAX_EVERY);
+/// Largest `schedule.jitter` (belfry_schedule::MAX_JITTER); for `every` it may not exceed the
+/// period either.
+pub const MAX_JITTER: HumanDuration = HumanDuration(belfry_schedule::MAX_JITTER);
+/// Largest `misfire.grace`: a week; a fire later than that is a misfire by any measure.
+pub const MAX_GRACE: HumanDuration = HumanDuration::days(7);
+/// Largest `retry.initial_backoff`: a day.
+pub const MAX_INITIAL_BACKOFF: HumanDuration = HumanDuration::days(1);
+/// Largest `retry.max_backoff`: a day between two attempts.
+pub const MAX_MAX_BACKOFF: HumanDuration = HumanDuration::days(1);
+/// Largest `retry.max_age`: 30 days of retrying; a fire still failing after that is a dead
+/// letter for a person to look at.
+pub const MAX_RETRY_AGE: HumanDuration = HumanDuration::days(30);
+/// Largest `history.max_age`: ten years (3650 days).
+pub const MAX_HISTORY_AGE: HumanDuration = HumanDuration::days(3650);
 
 /// A job as users write it: name, schedule, HTTP target and policies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,9 +209,6 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Most finished fires a job may ask to keep.
-pub const MAX_HISTORY_COUNT: u32 = 10_000;
-
 /// History retention: which finished fires (succeeded, skipped, dead-lettered) a job keeps.
 /// Unfinished fires are never removed. Applied inside apply() with the command's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -178,18 +220,6 @@ pub struct HistoryPolicy {
     /// Forget a finished fire this long after it finished; kept until pushed out by count when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<HumanDuration>,
-}
-
-impl HistoryPolicy {
-    fn validate(&self) -> Result<(), ApplyError> {
-        if self.max_count.is_some_and(|n| n == 0 || n > MAX_HISTORY_COUNT) {
-            return Err(ApplyError::invalid("history.max_count", format!("must be between 1 and {MAX_HISTORY_COUNT}")));
-        }
-        if self.max_age.is_some_and(|a| a.0.is_zero()) {
-            return Err(ApplyError::invalid("history.max_age", "must be positive"));
-        }
-        Ok(())
-    }
 }
 
 /// A job as the replicated state keeps it.
@@ -214,84 +244,5 @@ impl Job {
     /// for a stored job; the error path exists for specs restored from an older, laxer build.
     pub fn schedule(&self) -> Result<Schedule, ApplyError> {
         Schedule::parse(&self.spec.schedule, self.created_at).map_err(ApplyError::from)
-    }
-}
-
-impl JobSpec {
-    /// Checks everything that can be checked without the state; the error names the field.
-    pub fn validate(&self, now: DateTime<Utc>) -> Result<Schedule, ApplyError> {
-        validate_name(&self.name)?;
-        let schedule = Schedule::parse(&self.schedule, now)?;
-        self.target.validate()?;
-        self.retry.validate()?;
-        self.history.validate()?;
-        Ok(schedule)
-    }
-}
-
-/// Checks a job name against `[a-z0-9][a-z0-9._-]{0,127}`.
-pub fn validate_name(name: &str) -> Result<(), ApplyError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && matches!(b, b'.' | b'_' | b'-')));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApplyError::invalid("name", "must match [a-z0-9][a-z0-9._-]{0,127}"))
-    }
-}
-
-/// Headers belfry sets itself; a job may not override them.
-const RESERVED_HEADERS: [&str; 6] =
-    ["idempotency-key", "belfry-job", "belfry-scheduled-at", "belfry-attempt", "belfry-signature", "content-length"];
-
-impl HttpTarget {
-    fn validate(&self) -> Result<(), ApplyError> {
-        let url =
-            url::Url::parse(&self.url).map_err(|e| ApplyError::invalid("target.url", format!("not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(ApplyError::invalid("target.url", "must be an http:// or https:// URL with a host"));
-        }
-        if !matches!(self.method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD") {
-            return Err(ApplyError::invalid("target.method", "must be one of GET, POST, PUT, PATCH, DELETE, HEAD"));
-        }
-        for (name, value) in &self.headers {
-            let token =
-                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
-            if !token {
-                return Err(ApplyError::invalid("target.headers", format!("invalid header name {name:?}")));
-            }
-            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                return Err(ApplyError::invalid("target.headers", format!("header {name} is set by belfry")));
-            }
-            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(ApplyError::invalid("target.headers", format!("header {name} has a control character")));
-            }
-        }
-        if self.body.as_ref().is_some_and(|b| b.len() > MAX_BODY_BYTES) {
-            return Err(ApplyError::invalid("target.body", format!("larger than {MAX_BODY_BYTES} bytes")));
-        }
-        if self.timeout.0.is_zero() || self.timeout > MAX_TIMEOUT {
-            return Err(ApplyError::invalid("target.timeout", format!("must be between 1ms and {MAX_TIMEOUT}")));
-        }
-        Ok(())
-    }
-}
-
-impl RetryPolicy {
-    fn validate(&self) -> Result<(), ApplyError> {
-        if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
-            return Err(ApplyError::invalid("retry.max_attempts", format!("must be between 1 and {MAX_ATTEMPTS}")));
-        }
-        if self.initial_backoff.0.is_zero() {
-            return Err(ApplyError::invalid("retry.initial_backoff", "must be positive"));
-        }
-        if self.max_backoff < self.initial_backoff {
-            return Err(ApplyError::invalid("retry.max_backoff", "must not be less than initial_backoff"));
-        }
-        Ok(())
     }
 }

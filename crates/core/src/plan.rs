@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::fire::{FireKey, FireStatus};
+use crate::fire::{Fire, FireKey, FireStatus};
 use crate::job::{JobUid, OverlapPolicy};
 use crate::state::State;
 
@@ -23,20 +23,24 @@ impl Due {
 }
 
 impl State {
-    /// What is due at `now`, at most `limit` items of each kind (one log entry's worth).
+    /// What is due at `now`, at most `limit` items of each kind (one log entry's worth). Only
+    /// live jobs' fires are redispatched: a deleted job starts no new attempt.
     pub fn due(&self, now: DateTime<Utc>, limit: usize) -> Due {
         let claims =
             self.due_jobs(now).filter_map(|job| job.next_fire_at.map(|at| (job.uid, at))).take(limit).collect();
+        let next = |f: &Fire| f.attempt.checked_add(1).map(|attempt| (f.key.clone(), attempt));
         let mut redispatches: Vec<(FireKey, u32)> =
-            self.due_retries(now).take(limit).map(|f| (f.key.clone(), f.attempt + 1)).collect();
+            self.due_retries(now).filter(|f| self.is_live(f.job_uid)).filter_map(next).take(limit).collect();
         let ready = self
             .fires_with_status(FireStatus::Queued)
             .filter(|f| {
-                let allow = self.job_by_uid(f.job_uid).is_some_and(|j| j.spec.overlap == OverlapPolicy::Allow);
-                allow || !self.job_fires(f.job_uid).any(|other| other.status.is_in_flight())
+                let Some(job) = self.job_by_uid(f.job_uid).filter(|_| self.is_live(f.job_uid)) else {
+                    return false;
+                };
+                job.spec.overlap == OverlapPolicy::Allow || !self.job_fires(f.job_uid).any(|o| o.status.is_in_flight())
             })
-            .take(limit.saturating_sub(redispatches.len()))
-            .map(|f| (f.key.clone(), f.attempt + 1));
+            .filter_map(next)
+            .take(limit.saturating_sub(redispatches.len()));
         redispatches.extend(ready);
         Due { claims, redispatches }
     }

@@ -1,19 +1,31 @@
 //! The replicated state and apply(): the only code that changes it.
+//!
+//! apply() is total: whatever a command carries (a forged claim, a worker's report of a hostile
+//! target's answer, a clock anywhere in chrono's range), it answers a [`Response`] and leaves
+//! the indexes consistent with [`Data`] ([`State::check_indexes`]). Specs are bounded at
+//! validation, instants from outside are clamped into the window of
+//! `belfry_schedule::instant`, and all arithmetic on times and counters is checked or
+//! saturating.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use belfry_schedule::instant::{clamp_instant, saturating_add};
 use belfry_schedule::{jitter_offset, parse_duration};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Assignment, Claim, Command, Completion, Redispatch, Response};
+use crate::command::{Command, Response};
 use crate::error::ApplyError;
-use crate::fire::{Dispatch, Fire, FireKey, FireStatus, ResultClass};
-use crate::job::{Job, JobSpec, JobUid, MisfireAction, OverlapPolicy};
-use crate::retry::{self, RetryDecision};
+use crate::fire::{Fire, FireKey, FireStatus};
+use crate::job::{Job, JobSpec, JobUid};
 
 mod dead_letters;
+mod fires;
+mod indexes;
+mod restore;
 mod retention;
+
+use fires::new_fire;
 
 /// History kept per job by default (DESIGN.md, "Job policies").
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;
@@ -104,7 +116,10 @@ impl State {
     }
 
     /// Applies one command committed at `index`. Deterministic: no clock, no IO, no randomness.
+    /// Never panics: the command's instants are first clamped into the instant window
+    /// ([`Command::clamped`]), and every refusal is a [`Response::Rejected`].
     pub fn apply(&mut self, index: u64, command: Command) -> Response {
+        let command = command.clamped();
         if let Some(now) = command.now() {
             self.expire_history(now);
         }
@@ -125,30 +140,6 @@ impl State {
         result.unwrap_or_else(|error| Response::Rejected { error })
     }
 
-    /// Replaces an empty state with a backup's. Refused once the cluster holds anything, so a
-    /// restore can never overwrite live jobs or history.
-    fn restore(&mut self, data: Data) -> Result<Response, ApplyError> {
-        if !self.data.jobs.is_empty() || !self.data.retired.is_empty() || !self.data.fires.is_empty() {
-            return Err(ApplyError::Conflict { message: "restore needs an empty cluster; this one has jobs".into() });
-        }
-        let invalid = |message: &str| ApplyError::Invalid { field: "data".into(), message: message.into() };
-        let max_uid = data.jobs.values().chain(data.retired.values()).map(|j| j.uid).max().unwrap_or(0);
-        if data.next_uid <= max_uid {
-            return Err(invalid("next_uid must be above every job uid"));
-        }
-        if data.fires.keys().next_back().is_some_and(|seq| *seq >= data.next_seq) {
-            return Err(invalid("next_seq must be above every fire sequence number"));
-        }
-        if data.history_limit == 0 {
-            return Err(invalid("history_limit must be positive"));
-        }
-        if data.jobs.iter().any(|(name, job)| *name != job.spec.name) {
-            return Err(invalid("jobs must be keyed by their name"));
-        }
-        *self = State::from_data(data);
-        Ok(Response::None)
-    }
-
     // ---- jobs -------------------------------------------------------------------------------
 
     fn create_job(&mut self, spec: JobSpec, now: DateTime<Utc>) -> Result<Response, ApplyError> {
@@ -157,10 +148,11 @@ impl State {
             return Err(ApplyError::AlreadyExists { name: spec.name });
         }
         let uid = self.data.next_uid;
-        self.data.next_uid += 1;
+        self.data.next_uid =
+            uid.checked_add(1).ok_or_else(|| ApplyError::Conflict { message: "job uids are exhausted".into() })?;
         let job = Job {
             uid,
-            next_fire_at: schedule.next_after(now - chrono::Duration::milliseconds(1)),
+            next_fire_at: schedule.first_at_or_after(now),
             spec,
             version: 1,
             created_at: now,
@@ -185,11 +177,11 @@ impl State {
         let schedule = crate::job::JobSpec::validate(&spec, old.created_at)?;
         let mut job = old.clone();
         if spec.schedule != old.spec.schedule {
-            job.next_fire_at = schedule.next_after(now - chrono::Duration::milliseconds(1));
+            job.next_fire_at = schedule.first_at_or_after(now);
         }
         let retention_changed = spec.history != old.spec.history;
         job.spec = spec;
-        job.version += 1;
+        job.version = job.version.saturating_add(1);
         job.updated_at = now;
         self.store_job(&old, job.clone());
         if retention_changed {
@@ -198,20 +190,27 @@ impl State {
         Ok(Response::Job { job: Box::new(job) })
     }
 
+    /// Deletes a job. Its queued and retry-waiting fires are cancelled and, like its finished
+    /// fires, forgotten with it; a dispatched fire finishes its current attempt under the
+    /// retired job, and its completion never schedules another (a retry it would have earned
+    /// ends it as cancelled, note "job deleted").
     fn delete_job(&mut self, name: &str) -> Result<Response, ApplyError> {
         let job = self.data.jobs.remove(name).ok_or_else(|| ApplyError::job_not_found(name))?;
         self.unindex_job(&job);
         self.names.remove(&job.uid);
         let seqs: Vec<u64> = self.history.get(&job.uid).into_iter().flatten().copied().collect();
-        let mut unfinished = false;
+        let mut in_flight = false;
         for seq in seqs {
-            if self.data.fires[&seq].status.is_finished() {
-                self.remove_fire(seq);
-            } else {
-                unfinished = true;
+            match self.data.fires.get(&seq).map(|f| f.status) {
+                Some(FireStatus::Dispatched) => in_flight = true,
+                // Finished fires go with the job. Queued and retry-waiting ones are cancelled:
+                // no attempt of them starts any more, and they go with the job in this same
+                // command, so the cancellation itself is never on record.
+                Some(_) => self.remove_fire(seq),
+                None => {}
             }
         }
-        if unfinished {
+        if in_flight {
             self.data.retired.insert(job.uid, job);
         }
         Ok(Response::Deleted)
@@ -222,7 +221,7 @@ impl State {
         let mut job = old.clone();
         if job.spec.paused != paused {
             job.spec.paused = paused;
-            job.version += 1;
+            job.version = job.version.saturating_add(1);
             job.updated_at = now;
             self.store_job(&old, job.clone());
         }
@@ -232,7 +231,11 @@ impl State {
     fn trigger(&mut self, index: u64, name: &str, now: DateTime<Utc>) -> Result<Response, ApplyError> {
         let job = self.data.jobs.get(name).ok_or_else(|| ApplyError::job_not_found(name))?;
         let key = FireKey::manual(job.uid, index);
-        self.insert_fire(new_fire(key.clone(), job, now, now, true));
+        if self.keys.contains_key(&key) {
+            return Err(ApplyError::Conflict { message: format!("execution {key} exists already") });
+        }
+        let fire = new_fire(key.clone(), job, now, now, true);
+        self.insert_fire(fire);
         Ok(Response::Triggered { key })
     }
 
@@ -255,221 +258,16 @@ impl State {
         }
     }
 
-    // ---- fires ------------------------------------------------------------------------------
-
-    fn fire(&mut self, now: DateTime<Utc>, claims: Vec<Claim>, redispatches: Vec<Redispatch>) -> Response {
-        let mut dispatches = Vec::new();
-        for claim in claims {
-            dispatches.extend(self.claim(now, claim));
-        }
-        for r in redispatches {
-            dispatches.extend(self.redispatch(r));
-        }
-        Response::Dispatches { dispatches }
-    }
-
-    /// Claims one instant of a job. A claim that does not name the job's current `next_fire_at`
-    /// (already claimed, or from a stale leader) changes nothing: this is what makes a duplicate
-    /// or stale proposal harmless even after old keys are pruned.
-    fn claim(&mut self, now: DateTime<Utc>, claim: Claim) -> Option<Dispatch> {
-        let name = self.names.get(&claim.job_uid)?;
-        let old = self.data.jobs.get(name)?.clone();
-        if old.spec.paused || old.next_fire_at != Some(claim.scheduled_at) {
-            return None;
-        }
-        let schedule = old.schedule().ok()?;
-        let mut job = old.clone();
-        let key = FireKey::scheduled(job.uid, claim.scheduled_at);
-        if self.keys.contains_key(&key) {
-            job.next_fire_at = schedule.next_after(claim.scheduled_at);
-            self.store_job(&old, job);
-            return None;
-        }
-
-        let due = due_at(&old).unwrap_or(claim.scheduled_at);
-        let misfire = old.spec.misfire;
-        let late = now - due;
-        let (scheduled_at, note) = if late > misfire.grace.chrono() {
-            let mut missed = 1;
-            let mut last = claim.scheduled_at;
-            while missed < MAX_CATCH_UP {
-                match schedule.next_after(last) {
-                    Some(t) if t <= now => {
-                        last = t;
-                        missed += 1;
-                    }
-                    _ => break,
-                }
-            }
-            let plus = if missed >= MAX_CATCH_UP { "+" } else { "" };
-            match misfire.policy {
-                MisfireAction::FireAll => (
-                    claim.scheduled_at,
-                    Some(format!("misfire: late by {}s, delivered (fire_all)", late.num_seconds())),
-                ),
-                MisfireAction::FireOnce => (
-                    last,
-                    Some(format!(
-                        "misfire: {missed}{plus} missed fires from {} coalesced into this one (fire_once)",
-                        claim.scheduled_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                    )),
-                ),
-                MisfireAction::Skip => {
-                    job.next_fire_at = schedule.next_after(last);
-                    self.store_job(&old, job.clone());
-                    let mut fire = new_fire(key, &job, claim.scheduled_at, now, false);
-                    fire.note = Some(format!(
-                        "misfire: {missed}{plus} missed fires from {} to {} skipped (skip)",
-                        claim.scheduled_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        last.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                    ));
-                    finish(&mut fire, FireStatus::Skipped, now);
-                    self.insert_fire(fire);
-                    return None;
-                }
-            }
-        } else {
-            (claim.scheduled_at, None)
-        };
-
-        job.next_fire_at = schedule.next_after(scheduled_at);
-        self.store_job(&old, job.clone());
-        let key = FireKey::scheduled(job.uid, scheduled_at);
-        let mut fire = new_fire(key, &job, scheduled_at, now, false);
-        fire.note = note;
-
-        let running = self.job_fires(job.uid).any(|f| f.status.is_in_flight());
-        let buffered = self.job_fires(job.uid).any(|f| f.status == FireStatus::Queued);
-        let overlap_note = match job.spec.overlap {
-            OverlapPolicy::Forbid if running => Some("overlap: previous fire still running (forbid)"),
-            OverlapPolicy::BufferOne if running && buffered => Some("overlap: a fire is already buffered (buffer_one)"),
-            OverlapPolicy::BufferOne if running => {
-                fire.status = FireStatus::Queued;
-                self.insert_fire(fire);
-                return None;
-            }
-            _ => None,
-        };
-        if let Some(why) = overlap_note {
-            fire.note = Some(why.to_string());
-            finish(&mut fire, FireStatus::Skipped, now);
-            self.insert_fire(fire);
-            return None;
-        }
-        let dispatch = dispatch_fire(&mut fire, 1, claim.assign);
-        self.insert_fire(fire);
-        Some(dispatch)
-    }
-
-    /// Dispatches an existing fire again. Valid transitions only: the next attempt of a
-    /// retry-waiting or queued fire, or the same attempt of a dispatched fire (a new worker after
-    /// its lease ran out). Anything else is a stale proposal and changes nothing.
-    fn redispatch(&mut self, r: Redispatch) -> Option<Dispatch> {
-        let seq = *self.keys.get(&r.key)?;
-        let fire = self.data.fires.get(&seq)?;
-        let valid = match fire.status {
-            FireStatus::RetryWaiting | FireStatus::Queued => r.attempt == fire.attempt + 1,
-            FireStatus::Dispatched => r.attempt == fire.attempt && r.assign.term >= fire.term,
-            _ => false,
-        };
-        if !valid {
-            return None;
-        }
-        let mut fire = fire.clone();
-        let dispatch = dispatch_fire(&mut fire, r.attempt, r.assign);
-        self.replace_fire(seq, fire);
-        Some(dispatch)
-    }
-
-    fn complete(&mut self, now: DateTime<Utc>, completions: Vec<Completion>) -> Response {
-        for c in completions {
-            let Some(&seq) = self.keys.get(&c.key) else {
-                continue;
-            };
-            let fire = &self.data.fires[&seq];
-            if fire.status != FireStatus::Dispatched || fire.attempt != c.attempt.number {
-                continue;
-            }
-            let mut fire = fire.clone();
-            let policy = self.job_by_uid(fire.job_uid).map(|j| j.spec.retry).unwrap_or_default();
-            let decision = match c.attempt.class {
-                ResultClass::Success => None,
-                _ => Some(retry::decide(&policy, &fire, &c.attempt, now)),
-            };
-            fire.attempts.push(c.attempt);
-            fire.lease_until = None;
-            match decision {
-                None => finish(&mut fire, FireStatus::Succeeded, now),
-                Some(RetryDecision::RetryAt(at)) => {
-                    fire.status = FireStatus::RetryWaiting;
-                    fire.next_attempt_at = Some(at);
-                }
-                Some(RetryDecision::DeadLetter(why)) => {
-                    fire.note = Some(why);
-                    finish(&mut fire, FireStatus::DeadLettered, now);
-                }
-            }
-            self.replace_fire(seq, fire);
-        }
-        Response::None
-    }
-
-    fn insert_fire(&mut self, mut fire: Fire) {
-        let seq = self.data.next_seq;
-        self.data.next_seq += 1;
-        fire.seq = seq;
-        let uid = fire.job_uid;
-        self.keys.insert(fire.key.clone(), seq);
-        self.by_status.insert((fire.status, seq));
-        self.data.fires.insert(seq, fire);
-        self.history.entry(uid).or_default().insert(seq);
-        self.index_expiry(seq);
-        self.prune_history(uid);
-    }
-
-    /// Stores a changed fire, keeping the status and retry indexes in step.
-    fn replace_fire(&mut self, seq: u64, fire: Fire) {
-        let old = &self.data.fires[&seq];
-        self.by_status.remove(&(old.status, seq));
-        if let Some(at) = old.next_attempt_at.filter(|_| old.status == FireStatus::RetryWaiting) {
-            self.retries.remove(&(at.timestamp_millis(), seq));
-        }
-        self.by_status.insert((fire.status, seq));
-        if let Some(at) = fire.next_attempt_at.filter(|_| fire.status == FireStatus::RetryWaiting) {
-            self.retries.insert((at.timestamp_millis(), seq));
-        }
-        let uid = fire.job_uid;
-        let finished = fire.status.is_finished();
-        self.data.fires.insert(seq, fire);
-        self.index_expiry(seq);
-        if finished {
-            self.prune_history(uid);
-        }
-    }
-
-    fn remove_fire(&mut self, seq: u64) {
-        let Some(fire) = self.data.fires.remove(&seq) else {
-            return;
-        };
-        self.unindex_expiry(seq);
-        self.keys.remove(&fire.key);
-        self.by_status.remove(&(fire.status, seq));
-        if let Some(at) = fire.next_attempt_at.filter(|_| fire.status == FireStatus::RetryWaiting) {
-            self.retries.remove(&(at.timestamp_millis(), seq));
-        }
-        if let Some(h) = self.history.get_mut(&fire.job_uid) {
-            h.remove(&seq);
-            if h.is_empty() {
-                self.history.remove(&fire.job_uid);
-            }
-        }
-    }
-
     // ---- reads ------------------------------------------------------------------------------
 
     /// A live job by name.
     pub fn job(&self, name: &str) -> Option<&Job> {
         self.data.jobs.get(name)
+    }
+
+    /// Whether `uid` is a live (not deleted) job.
+    pub fn is_live(&self, uid: JobUid) -> bool {
+        self.names.contains_key(&uid)
     }
 
     /// A live or retired job by uid.
@@ -508,21 +306,21 @@ impl State {
     ) -> Box<dyn Iterator<Item = &Fire> + '_> {
         let before = before.unwrap_or(u64::MAX);
         match status {
-            Some(st) => {
-                Box::new(self.by_status.range((st, 0)..(st, before)).rev().map(move |(_, seq)| &self.data.fires[seq]))
-            }
+            Some(st) => Box::new(
+                self.by_status.range((st, 0)..(st, before)).rev().filter_map(move |(_, seq)| self.data.fires.get(seq)),
+            ),
             None => Box::new(self.data.fires.range(..before).rev().map(|(_, f)| f)),
         }
     }
 
     /// A job's fires, oldest first.
     pub fn job_fires(&self, uid: JobUid) -> impl DoubleEndedIterator<Item = &Fire> + '_ {
-        self.history.get(&uid).into_iter().flatten().map(move |seq| &self.data.fires[seq])
+        self.history.get(&uid).into_iter().flatten().filter_map(move |seq| self.data.fires.get(seq))
     }
 
     /// Fires with a given status, oldest first.
     pub fn fires_with_status(&self, status: FireStatus) -> impl Iterator<Item = &Fire> + '_ {
-        self.by_status.range((status, 0)..=(status, u64::MAX)).map(move |(_, seq)| &self.data.fires[seq])
+        self.by_status.range((status, 0)..=(status, u64::MAX)).filter_map(move |(_, seq)| self.data.fires.get(seq))
     }
 
     /// Number of fires with a given status.
@@ -537,7 +335,7 @@ impl State {
 
     pub(crate) fn due_retries(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Fire> + '_ {
         let now = now.timestamp_millis();
-        self.retries.iter().take_while(move |(at, _)| *at <= now).map(move |(_, seq)| &self.data.fires[seq])
+        self.retries.iter().take_while(move |(at, _)| *at <= now).filter_map(move |(_, seq)| self.data.fires.get(seq))
     }
 
     /// The earliest instant at which a job or a retry falls due, for the ticker's sleep.
@@ -548,7 +346,8 @@ impl State {
     }
 }
 
-/// When a job's next fire is due: its instant plus the key's jitter. `None` when paused or done.
+/// When a job's next fire is due: its instant plus the key's jitter, saturating at the end of
+/// the instant window. `None` when paused or done.
 pub fn due_at(job: &Job) -> Option<DateTime<Utc>> {
     if job.spec.paused {
         return None;
@@ -556,50 +355,6 @@ pub fn due_at(job: &Job) -> Option<DateTime<Utc>> {
     let at = job.next_fire_at?;
     let jitter = job.spec.schedule.jitter.as_deref().and_then(|j| parse_duration(j).ok()).unwrap_or_default();
     let offset = jitter_offset(jitter, FireKey::scheduled(job.uid, at).as_str());
-    Some(at + chrono::Duration::milliseconds(offset.as_millis() as i64))
-}
-
-fn new_fire(key: FireKey, job: &Job, scheduled_at: DateTime<Utc>, now: DateTime<Utc>, manual: bool) -> Fire {
-    Fire {
-        key,
-        seq: 0,
-        job_uid: job.uid,
-        job_name: job.spec.name.clone(),
-        scheduled_at,
-        claimed_at: now,
-        manual,
-        status: FireStatus::Queued,
-        attempt: 0,
-        worker: None,
-        term: 0,
-        lease_until: None,
-        next_attempt_at: None,
-        budget_base: 0,
-        budget_since: now,
-        attempts: Vec::new(),
-        note: None,
-        finished_at: None,
-    }
-}
-
-fn dispatch_fire(fire: &mut Fire, attempt: u32, assign: Assignment) -> Dispatch {
-    fire.status = FireStatus::Dispatched;
-    fire.attempt = attempt;
-    fire.worker = Some(assign.worker);
-    fire.term = assign.term;
-    fire.lease_until = Some(assign.lease_until);
-    fire.next_attempt_at = None;
-    Dispatch {
-        key: fire.key.clone(),
-        attempt,
-        worker: assign.worker,
-        term: assign.term,
-        lease_until: assign.lease_until,
-    }
-}
-
-fn finish(fire: &mut Fire, status: FireStatus, now: DateTime<Utc>) {
-    fire.status = status;
-    fire.finished_at = Some(now);
-    fire.next_attempt_at = None;
+    let offset = chrono::TimeDelta::from_std(offset).unwrap_or(chrono::TimeDelta::MAX);
+    Some(saturating_add(clamp_instant(at), offset))
 }

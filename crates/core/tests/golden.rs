@@ -13,7 +13,11 @@
 //! - `requeue KEY now=SECS`, `redispatch KEY attempt=N worker=N [term=N] now=SECS`
 //! - `dlq-requeue|dlq-purge [keys=K1,K2] [job=NAME] [all=true] now=SECS`: bulk commands
 //! - `create` also takes `history_count=N history_age=D` (retention)
-//! - `jobs`, `fires [NAME]`: print the state
+//! - `jobs`, `fires [NAME]`, `retired`: print the state (`retired`: deleted jobs whose last
+//!   fire is still in flight)
+//!
+//! After every command the harness checks [`State::check_indexes`]. Each script file is one
+//! `#[test]` (named after it), so a failure names its script.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -52,7 +56,11 @@ struct Runner {
 impl Runner {
     fn apply(&mut self, command: Command) -> Response {
         self.index += 1;
-        self.state.apply(self.index, command)
+        let response = self.state.apply(self.index, command);
+        if let Err(e) = self.state.check_indexes() {
+            panic!("after log index {}: {e}", self.index);
+        }
+        response
     }
 
     fn spec(&self, line: &Line, name: &str, now: DateTime<Utc>) -> Result<JobSpec, Box<dyn Error>> {
@@ -255,6 +263,16 @@ impl goldenscript::Runner for Runner {
                     self.apply(Command::PurgeDeadLetters { select, now })
                 }
             }
+            "retired" => {
+                let retired = &self.state.data().retired;
+                if retired.is_empty() {
+                    writeln!(out, "no retired jobs")?;
+                }
+                for job in retired.values() {
+                    writeln!(out, "retired {} {}", job.uid, job.spec.name)?;
+                }
+                return Ok(out);
+            }
             "jobs" => {
                 for job in self.state.jobs_after(None) {
                     writeln!(
@@ -300,14 +318,43 @@ impl goldenscript::Runner for Runner {
     }
 }
 
-#[test]
-fn golden_scripts() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no scripts in {}", dir.display());
-    for path in paths {
-        eprintln!("script {}", path.display());
-        goldenscript::run(&mut Runner::default(), &path).unwrap();
-    }
+/// Runs one script of tests/scripts.
+fn run_script(name: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts").join(name);
+    goldenscript::run(&mut Runner::default(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// One `#[test]` per script file, named after it.
+macro_rules! scripts {
+    ($($test:ident => $file:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                run_script($file);
+            }
+        )*
+
+        /// Every script file has its `#[test]`: a new script cannot be skipped silently.
+        #[test]
+        fn every_script_has_a_test() {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
+            let mut found: Vec<String> = std::fs::read_dir(&dir)
+                .expect("tests/scripts")
+                .map(|e| e.expect("a directory entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            found.sort();
+            let mut listed = vec![$($file.to_string()),*];
+            listed.sort();
+            assert_eq!(found, listed, "add each file of {} to scripts! in golden.rs", dir.display());
+        }
+    };
+}
+
+scripts! {
+    claims => "claims",
+    dead_letters => "dead-letters",
+    deletes => "deletes",
+    jobs => "jobs",
+    policies => "policies",
+    retention => "retention",
 }

@@ -30,9 +30,13 @@ impl State {
     /// Forgets every selected dead letter.
     pub(super) fn purge_selected(&mut self, select: &DeadLetterSelector) -> Result<Response, ApplyError> {
         let seqs = self.select(select)?;
-        let keys = seqs.iter().map(|seq| self.data.fires[seq].key.clone()).collect();
+        let mut keys = Vec::with_capacity(seqs.len());
         for seq in seqs {
-            let uid = self.data.fires[&seq].job_uid;
+            let Some(fire) = self.data.fires.get(&seq) else {
+                continue;
+            };
+            let uid = fire.job_uid;
+            keys.push(fire.key.clone());
             self.remove_fire(seq);
             self.prune_history(uid);
         }
@@ -52,11 +56,9 @@ impl State {
             }
             let mut seqs = Vec::with_capacity(keys.len());
             for key in keys {
-                let seq = *self
-                    .keys
-                    .get(key)
-                    .ok_or_else(|| ApplyError::NotFound { what: "execution".into(), name: key.0.clone() })?;
-                let status = self.data.fires[&seq].status;
+                let not_found = || ApplyError::NotFound { what: "execution".into(), name: key.0.clone() };
+                let seq = *self.keys.get(key).ok_or_else(not_found)?;
+                let status = self.data.fires.get(&seq).ok_or_else(not_found)?.status;
                 if status != FireStatus::DeadLettered {
                     return Err(ApplyError::Conflict {
                         message: format!("execution {key} is {}, not dead_lettered", status.as_str()),
@@ -81,13 +83,15 @@ impl State {
 
     fn requeue_seqs(&mut self, seqs: &[u64], now: DateTime<Utc>) -> Result<Vec<FireKey>, ApplyError> {
         if let Some(orphan) =
-            seqs.iter().map(|seq| &self.data.fires[seq]).find(|f| !self.names.contains_key(&f.job_uid))
+            seqs.iter().filter_map(|seq| self.data.fires.get(seq)).find(|f| !self.names.contains_key(&f.job_uid))
         {
             return Err(ApplyError::Conflict { message: format!("the job of execution {} was deleted", orphan.key) });
         }
         let mut keys = Vec::with_capacity(seqs.len());
         for &seq in seqs {
-            let mut fire = self.data.fires[&seq].clone();
+            let Some(mut fire) = self.data.fires.get(&seq).cloned() else {
+                continue;
+            };
             fire.status = FireStatus::Queued;
             fire.budget_base = fire.attempt;
             fire.budget_since = now;

@@ -3,6 +3,7 @@
 //! never removed. Everything here runs inside apply() with the command's clock, so replicas
 //! forget the same fires at the same log index.
 
+use belfry_schedule::instant::saturating_add;
 use chrono::{DateTime, Utc};
 
 use super::State;
@@ -23,7 +24,8 @@ impl State {
     pub(super) fn prune_history(&mut self, uid: JobUid) {
         let limit = self.history_limit_of(uid);
         let seqs: Vec<u64> = self.history.get(&uid).into_iter().flatten().copied().collect();
-        let finished: Vec<u64> = seqs.iter().copied().filter(|s| self.data.fires[s].status.is_finished()).collect();
+        let finished: Vec<u64> =
+            seqs.iter().copied().filter(|s| self.data.fires.get(s).is_some_and(|f| f.status.is_finished())).collect();
         let excess = finished.len().saturating_sub(limit);
         for seq in finished.into_iter().take(excess) {
             self.remove_fire(seq);
@@ -50,7 +52,7 @@ impl State {
         let Some(max_age) = self.job_by_uid(fire.job_uid).and_then(|j| j.spec.history.max_age) else {
             return;
         };
-        let at = (finished_at + max_age.chrono()).timestamp_millis();
+        let at = saturating_add(finished_at, max_age.chrono()).timestamp_millis();
         self.expiry.insert((at, seq));
         self.expiry_of.insert(seq, at);
     }
