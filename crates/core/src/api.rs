@@ -164,7 +164,7 @@ impl ExecutionView {
             manual: f.manual,
             status: f.status.as_str().to_string(),
             worker: f.worker,
-            attempts: f.attempts.len() as u32,
+            attempts: u32::try_from(f.attempts.len()).unwrap_or(u32::MAX),
             http_status: last.and_then(|a| a.http_status),
             started_at: f.attempts.first().map(|a| rfc3339(a.started_at)),
             finished_at: f.finished_at.map(rfc3339),

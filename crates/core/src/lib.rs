@@ -22,10 +22,37 @@
 //! records the key in its own ledger before sending. Workers report attempts; the leader
 //! commits them in [`Command::Complete`] batches, and [`retry::decide`] turns failures into a
 //! retry instant or a dead letter. A new leader finds fires still `dispatched` and settles them
-//! through the workers' ledgers (crates/node, `takeover`).
+//! through the workers' ledgers (the node crate's dispatcher).
 //!
 //! Keys are deterministic, so any leader computes the same key for the same fire, and the key
 //! is the `Idempotency-Key` of every attempt.
+//!
+//! # apply() cannot panic
+//!
+//! Every entry of the log is applied by every replica, again after every restart, so one entry
+//! that panicked apply() would stop the cluster for good. apply() is total by construction:
+//!
+//! - every value a [`JobSpec`] carries has a bound (the `MAX_*` constants in [`job`]) checked
+//!   at validation, which refuses with [`ApplyError::Invalid`] naming the field;
+//! - instants users write lie in years 1970 to 9999, and every instant from outside (a
+//!   command's `now`, a lease, an attempt's times) is clamped into that window
+//!   ([`Command::clamped`]), so every stored instant renders as RFC 3339;
+//! - what a worker relays from a target is bounded where core reads it ([`Attempt::bounded`],
+//!   [`retry::MAX_RETRY_AFTER_MS`]);
+//! - all time and counter arithmetic is checked or saturating, and indexes are read with `get`;
+//! - a [`Command::Restore`] is held to what apply() could have produced.
+//!
+//! [`State::check_indexes`] rebuilds the indexes from the data alone and compares them; the
+//! property test `tests/apply_never_panics.rs` runs it after every command of arbitrary
+//! command sequences.
+//!
+//! # Deleting a job
+//!
+//! A deleted job's queued and retry-waiting fires are cancelled ([`FireStatus::Cancelled`])
+//! and forgotten with it. A fire already dispatched finishes its current attempt under the
+//! retired job; its completion ends it (succeeded, dead-lettered, or cancelled where a retry
+//! would follow), and [`State::due`] never proposes a new attempt for it. A job created again
+//! under the same name has a new uid, and fire keys start with the uid.
 //!
 //! # History and dead letters
 //!

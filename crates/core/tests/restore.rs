@@ -1,4 +1,5 @@
-//! `Command::Restore`: survives the log's JSON encoding and only ever seeds an empty state.
+//! `Command::Restore`: survives the log's JSON encoding, only ever seeds an empty state, and
+//! only with data apply() itself could have produced.
 
 use belfry_core::{ApplyError, Command, JobSpec, Response, State};
 use chrono::{TimeZone, Utc};
@@ -51,4 +52,79 @@ fn restore_rejects_inconsistent_data() {
     data.next_uid = 1;
     let r = State::default().apply(1, Command::Restore { data: Box::new(data) });
     assert!(matches!(r, Response::Rejected { error: ApplyError::Invalid { .. } }), "{r:?}");
+}
+
+/// Applies a restore of `data` to an empty state, expecting a refusal naming `field`.
+fn assert_restore_refused(data: belfry_core::Data, field: &str, message: &str) {
+    let mut fresh = State::default();
+    let before = fresh.data().clone();
+    match fresh.apply(1, Command::Restore { data: Box::new(data) }) {
+        Response::Rejected { error: ApplyError::Invalid { field: got, message: said } } => {
+            assert_eq!(got, field, "{said}");
+            assert!(said.contains(message), "{said}");
+        }
+        other => panic!("expected a refusal naming {field}, got {other:?}"),
+    }
+    assert_eq!(fresh.data(), &before);
+}
+
+#[test]
+fn restore_holds_a_backup_to_todays_bounds() {
+    let mut data = populated().data().clone();
+    data.jobs.get_mut("a").expect("a").spec.schedule.jitter = Some("1000000000d".into());
+    assert_restore_refused(data, "data.jobs.a.spec.schedule.jitter", "at most 1h");
+
+    let mut data = populated().data().clone();
+    data.jobs.get_mut("b").expect("b").spec.retry.max_age = belfry_core::HumanDuration::days(100_000_000_000);
+    assert_restore_refused(data, "data.jobs.b.spec.retry.max_age", "at most 30d");
+
+    let mut data = populated().data().clone();
+    data.next_seq = u64::MAX;
+    assert_restore_refused(data, "data.next_seq", "at most 9007199254740992");
+
+    let mut data = populated().data().clone();
+    data.jobs.get_mut("a").expect("a").version = u64::MAX;
+    assert_restore_refused(data, "data.jobs.a.version", "at most");
+
+    let mut data = populated().data().clone();
+    data.jobs.get_mut("a").expect("a").created_at = chrono::DateTime::<Utc>::MAX_UTC;
+    assert_restore_refused(data, "data.jobs.a", "outside years 1970 to 9999");
+}
+
+#[test]
+fn restore_refuses_fires_that_break_the_indexes() {
+    let source = populated();
+    let (seq, fire) = source.data().fires.iter().next().map(|(s, f)| (*s, f.clone())).expect("a fire");
+
+    let mut data = source.data().clone();
+    let mut twin = fire.clone();
+    twin.seq = data.next_seq;
+    let twin_seq = twin.seq;
+    data.fires.insert(twin_seq, twin);
+    data.next_seq += 1;
+    assert_restore_refused(data, &format!("data.fires.{twin_seq}"), "used twice");
+
+    let mut data = source.data().clone();
+    data.fires.get_mut(&seq).expect("the fire").job_uid = 99;
+    assert_restore_refused(data, &format!("data.fires.{seq}"), "neither a job nor a retired job");
+
+    let mut data = source.data().clone();
+    data.fires.get_mut(&seq).expect("the fire").seq = seq + 7;
+    assert_restore_refused(data, &format!("data.fires.{seq}"), "keyed by their seq");
+
+    let mut data = source.data().clone();
+    let mut orphan = data.jobs.get("b").expect("b").clone();
+    orphan.uid = 42;
+    data.retired.insert(42, orphan);
+    data.next_uid = 43;
+    assert_restore_refused(data, "data.retired.42", "unfinished fire");
+}
+
+#[test]
+fn a_restored_state_has_consistent_indexes() {
+    let source = populated();
+    let mut fresh = State::default();
+    assert_eq!(fresh.apply(1, Command::Restore { data: Box::new(source.data().clone()) }), Response::None);
+    fresh.check_indexes().expect("consistent");
+    source.check_indexes().expect("consistent");
 }

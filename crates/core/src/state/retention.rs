@@ -16,7 +16,9 @@ impl State {
             return 0;
         }
         let job = self.job_by_uid(uid);
-        job.and_then(|j| j.spec.history.max_count).map(|n| n as usize).unwrap_or(self.data.history_limit)
+        job.and_then(|j| j.spec.history.max_count)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .unwrap_or(self.data.history_limit)
     }
 
     /// Keeps at most the job's limit of finished fires (oldest go first; unfinished fires are

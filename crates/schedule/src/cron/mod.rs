@@ -87,9 +87,8 @@ impl Cron {
         for (text, unit) in texts.iter().zip(units) {
             fields.push(parse_field(text, unit)?);
         }
-        let mut fields = fields.into_iter();
-        let mut next = || fields.next().expect("six fields");
-        let (second, minute, hour, dom, month, dow) = (next(), next(), next(), next(), next(), next());
+        let [second, minute, hour, dom, month, dow]: [Field; 6] =
+            fields.try_into().map_err(|f: Vec<Field>| format!("expected 6 fields, got {}", f.len()))?;
         let fixed_time = !(second.has_star || minute.has_star || hour.has_star);
         Ok(Cron {
             expr: trimmed.to_string(),

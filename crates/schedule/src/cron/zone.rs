@@ -27,6 +27,10 @@ const SECOND: TimeDelta = TimeDelta::seconds(1);
 
 impl Cron {
     /// The first fire instant strictly after `after` (whole seconds; jitter not applied).
+    ///
+    /// `Schedule::next_after`, the only caller, passes instants inside the instant window
+    /// (years 1970 to 9999), so the wall-clock arithmetic here stays thousands of years from
+    /// the limits where chrono's operators panic.
     pub(crate) fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // The first whole second strictly after `after`.
         let t = DateTime::from_timestamp(after.timestamp().checked_add(1)?, 0)?;
