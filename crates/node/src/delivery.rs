@@ -1,4 +1,8 @@
 //! One HTTP delivery attempt: the configured request plus belfry's headers.
+//!
+//! Everything read from the target is bounded: at most [`BODY_EXCERPT`] bytes of its answer
+//! are read (the rest is never received: the connection is dropped), a `Retry-After` is
+//! capped at [`MAX_RETRY_AFTER_MS`], and an error's text at [`MAX_ERROR_BYTES`].
 
 use std::time::Duration;
 
@@ -7,8 +11,17 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// Bytes of the answer body kept for the execution record.
-const BODY_EXCERPT: usize = 512;
+/// Bytes of the answer body read and kept for the execution record.
+pub const BODY_EXCERPT: usize = 512;
+
+/// The longest wait a target's `Retry-After` can ask for: 1 h, the default retry `max_age`.
+/// A larger value (or a date far ahead) would park the fire for years; the retry policy
+/// (`belfry_core::retry`) applies the same ceiling to what it is given.
+pub const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
+
+/// Longest error text recorded for an attempt, in bytes: the root cause of a transport error
+/// can quote what the target sent.
+pub const MAX_ERROR_BYTES: usize = 512;
 
 /// Everything a worker needs to send one attempt.
 #[derive(Debug, Clone)]
@@ -61,18 +74,15 @@ pub async fn send(client: &reqwest::Client, d: &Delivery, worker: u64) -> Attemp
         req = req.header("Belfry-Signature", signature(secret, started_at.timestamp(), &d.body));
     }
     let (class, http_status, error, body_excerpt, retry_after_ms) = match req.send().await {
-        Ok(resp) => {
+        Ok(mut resp) => {
             let status = resp.status().as_u16();
             let retry_after = resp
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| retry_after_ms(v, Utc::now()));
-            let excerpt = match resp.bytes().await {
-                Ok(b) => Some(String::from_utf8_lossy(&b[..b.len().min(BODY_EXCERPT)]).into_owned()),
-                Err(_) => None,
-            };
-            (ResultClass::of_status(status), Some(status), None, excerpt.filter(|e| !e.is_empty()), retry_after)
+            let excerpt = excerpt(&mut resp).await;
+            (ResultClass::of_status(status), Some(status), None, excerpt, retry_after)
         }
         Err(e) => {
             let what = if e.is_timeout() {
@@ -82,7 +92,7 @@ pub async fn send(client: &reqwest::Client, d: &Delivery, worker: u64) -> Attemp
             } else {
                 "request failed".to_string()
             };
-            (ResultClass::Retryable, None, Some(format!("{what}: {}", root_cause(&e))), None, None)
+            (ResultClass::Retryable, None, Some(clip(format!("{what}: {}", root_cause(&e)))), None, None)
         }
     };
     Attempt {
@@ -98,6 +108,55 @@ pub async fn send(client: &reqwest::Client, d: &Delivery, worker: u64) -> Attemp
     }
 }
 
+/// The first [`BODY_EXCERPT`] bytes of the answer, read chunk by chunk as they arrive; the
+/// answer is dropped after them, unread. A body that fails midway keeps what arrived.
+async fn excerpt(resp: &mut reqwest::Response) -> Option<String> {
+    let mut kept = Vec::with_capacity(BODY_EXCERPT);
+    while kept.len() < BODY_EXCERPT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(BODY_EXCERPT - kept.len());
+                kept.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let whole = if kept.len() == BODY_EXCERPT { without_cut_character(&kept) } else { &kept };
+    (!whole.is_empty()).then(|| String::from_utf8_lossy(whole).into_owned())
+}
+
+/// `bytes` without a UTF-8 sequence cut short at its end (the excerpt's cut is not the
+/// body's end), so the record does not end in a replacement character for no reason.
+fn without_cut_character(bytes: &[u8]) -> &[u8] {
+    // A sequence is at most 4 bytes: look back at most 3 for its leading byte.
+    for back in 1..=bytes.len().min(3) {
+        let b = bytes[bytes.len() - back];
+        if b & 0xC0 != 0x80 {
+            let needed = match b {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => 1,
+            };
+            return if needed > back { &bytes[..bytes.len() - back] } else { bytes };
+        }
+    }
+    bytes
+}
+
+/// `s` cut to at most [`MAX_ERROR_BYTES`] on a character boundary, marked with `…` when cut.
+fn clip(mut s: String) -> String {
+    if s.len() > MAX_ERROR_BYTES {
+        let mut end = MAX_ERROR_BYTES - '…'.len_utf8();
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
 fn root_cause(e: &dyn std::error::Error) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
@@ -106,14 +165,18 @@ fn root_cause(e: &dyn std::error::Error) -> String {
     cur.to_string()
 }
 
-/// A `Retry-After` value in milliseconds from `now`: delay-seconds or an HTTP date (RFC 9110).
+/// A `Retry-After` value in milliseconds from `now`: delay-seconds or an HTTP date (RFC 9110),
+/// at most [`MAX_RETRY_AFTER_MS`]; a date in the past means now. Delay-seconds too large for
+/// a `u64` are as large as any, so they are capped rather than ignored.
 fn retry_after_ms(value: &str, now: chrono::DateTime<Utc>) -> Option<u64> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(secs.saturating_mul(1000));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&Utc) - now).num_milliseconds().max(0) as u64)
+    let ms = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        value.parse::<u64>().unwrap_or(u64::MAX).saturating_mul(1000)
+    } else {
+        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        u64::try_from(at.with_timezone(&Utc).signed_duration_since(now).num_milliseconds()).unwrap_or(0)
+    };
+    Some(ms.min(MAX_RETRY_AFTER_MS))
 }
 
 #[cfg(test)]
@@ -136,5 +199,37 @@ mod tests {
         assert_eq!(retry_after_ms("Sun, 29 Nov 2026 12:00:30 GMT", now), Some(30_000));
         assert_eq!(retry_after_ms("Sun, 29 Nov 2026 11:00:00 GMT", now), Some(0), "a past date means now");
         assert_eq!(retry_after_ms("soon", now), None);
+        assert_eq!(retry_after_ms("", now), None);
+    }
+
+    #[test]
+    fn retry_after_is_capped_at_an_hour() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z").unwrap().to_utc();
+        assert_eq!(retry_after_ms("3600", now), Some(3_600_000));
+        assert_eq!(retry_after_ms("10000000000000", now), Some(MAX_RETRY_AFTER_MS));
+        assert_eq!(retry_after_ms("99999999999999999999999999", now), Some(MAX_RETRY_AFTER_MS), "beyond u64");
+        let far = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z").unwrap().to_utc();
+        let date = far.to_rfc2822();
+        assert!(date.contains("9999"), "{date}");
+        assert_eq!(retry_after_ms(&date, now), Some(MAX_RETRY_AFTER_MS), "{date}");
+        assert_eq!(retry_after_ms("Fri, 31 Dec 9999 23:59:59 GMT", now), Some(MAX_RETRY_AFTER_MS));
+    }
+
+    #[test]
+    fn an_error_text_is_cut_on_a_character_boundary() {
+        assert_eq!(clip("short".into()), "short");
+        let long = clip("é".repeat(MAX_ERROR_BYTES));
+        assert!(long.len() <= MAX_ERROR_BYTES && long.ends_with('…'), "{} bytes", long.len());
+        assert!(long.trim_end_matches('…').chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn an_excerpt_cut_inside_a_character_drops_the_partial_character() {
+        assert_eq!(without_cut_character(b"abc"), b"abc");
+        assert_eq!(without_cut_character("aé".as_bytes()), "aé".as_bytes());
+        assert_eq!(without_cut_character(&"aé".as_bytes()[..2]), b"a");
+        assert_eq!(without_cut_character(&"a€".as_bytes()[..3]), b"a");
+        assert_eq!(without_cut_character(&"a😀".as_bytes()[..4]), b"a");
+        assert_eq!(without_cut_character("a😀".as_bytes()), "a😀".as_bytes());
     }
 }

@@ -120,17 +120,8 @@ impl Node {
         }));
 
         let app = crate::http::router(ctx.clone());
-        let mut http_stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let result = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }));
+        let http_limits = crate::http::HttpLimits::default();
+        tasks.push(tokio::spawn(crate::http::serve(http_listener, app, http_limits, stop_rx.clone())));
 
         tasks.push(tokio::spawn(crate::ticker::run(ctx.clone(), dispatcher, stop_rx.clone())));
 

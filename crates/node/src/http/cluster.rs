@@ -1,13 +1,14 @@
 //! `/v1/cluster`, membership changes, leadership transfer, `/healthz` and `/readyz`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use belfry_core::api::{ClusterView, MemberView};
 use serde::Deserialize;
 
-use super::error::{ApiError, Body};
+use super::error::ApiError;
+use super::extract::{Body, Param, Query};
 use super::Api;
 use crate::membership::{self, MembershipError, Op};
 
@@ -128,7 +129,7 @@ pub struct RemoveQuery {
 /// be reachable, unless `?force=true`; removing the leader hands leadership over first.
 pub async fn remove_member(
     State(ctx): State<Api>,
-    Path(id): Path<u64>,
+    Param(id): Param<u64>,
     Query(q): Query<RemoveQuery>,
 ) -> Result<StatusCode, ApiError> {
     membership::run(&ctx, Op::Remove { id, force: q.force }).await?;

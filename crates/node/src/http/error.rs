@@ -1,13 +1,12 @@
-//! API errors and the JSON body extractor that names the field at fault.
+//! API errors: every answer that is not a success is `{"error": {"code", "message", "field"}}`
+//! with a stable `code`, built here (the extractors in `extract` and the edge layers in `edge`
+//! reject through it too).
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use belfry_core::api::{ErrorBody, ErrorDetail};
 use belfry_core::ApplyError;
-use serde::de::DeserializeOwned;
 
 use crate::context::ClusterError;
 
@@ -39,6 +38,12 @@ impl ApiError {
     /// A 404.
     pub fn not_found(what: &str, name: &str) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} {name} not found"))
+    }
+
+    /// The same error naming `field` (a 404 for a query filter names the parameter).
+    pub fn on_field(mut self, field: &str) -> ApiError {
+        self.field = Some(field.into());
+        self
     }
 }
 
@@ -76,35 +81,5 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
         }
         response
-    }
-}
-
-/// A JSON body whose errors name the field at fault (`retry.max_backoff`), and whose size
-/// errors are 413 in the API's error shape.
-pub struct Body<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    format!("request body over {} bytes", super::MAX_REQUEST_BYTES),
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.body_text())
-            }
-        })?;
-        // An empty body reads as `{}`, so optional-only bodies may be left out.
-        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { bytes };
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { "body".to_string() } else { path };
-            ApiError::invalid(&field, e.into_inner().to_string())
-        })
     }
 }

@@ -1,6 +1,6 @@
 //! `/v1/executions` and `/v1/dead-letters`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use belfry_core::api::{DeadLetterResult, ExecutionList, ExecutionView};
@@ -8,11 +8,14 @@ use belfry_core::{Command, DeadLetterSelector, FireKey, FireStatus, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::error::{ApiError, Body};
+use super::error::ApiError;
+use super::extract::{Body, Param, Query};
 use super::jobs::page_limit;
 use super::Api;
 
+/// `GET /v1/executions` parameters.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     job: Option<String>,
     status: Option<String>,
@@ -20,19 +23,46 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-fn list_fires(ctx: &Api, q: ListQuery, status: Option<FireStatus>) -> Result<ExecutionList, ApiError> {
-    let limit = page_limit(q.limit)?;
-    let before = match q.cursor.as_deref() {
+/// `GET /v1/dead-letters` parameters: `status`, if given, can only be `dead_lettered`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    job: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// One page of fires, newest first, of one status and one job if asked.
+///
+/// `job` names a live job and the filter is on its uid, not on the name a fire was claimed
+/// under: a job deleted and created again under the same name is a new job, and its list
+/// never shows the old one's fires. A name with no live job is a 404 naming `job`.
+fn list_fires(
+    ctx: &Api,
+    job: Option<&str>,
+    status: Option<FireStatus>,
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<ExecutionList, ApiError> {
+    let limit = page_limit(limit)?;
+    let before = match cursor {
         None => None,
         Some(c) => {
             Some(c.parse::<u64>().map_err(|_| ApiError::invalid("cursor", "not a cursor from a previous page"))?)
         }
     };
     let applied = ctx.shared.read();
+    let uid = match job {
+        None => None,
+        Some(name) => Some(
+            applied.state.job(name).map(|j| j.uid).ok_or_else(|| ApiError::not_found("job", name).on_field("job"))?,
+        ),
+    };
     let mut executions: Vec<ExecutionView> = applied
         .state
         .fires_before(before, status)
-        .filter(|f| q.job.as_ref().is_none_or(|j| *j == f.job_name))
+        .filter(|f| uid.is_none_or(|uid| f.job_uid == uid))
         .take(limit + 1)
         .map(|f| ExecutionView::of(f, false))
         .collect();
@@ -45,6 +75,7 @@ fn list_fires(ctx: &Api, q: ListQuery, status: Option<FireStatus>) -> Result<Exe
     Ok(ExecutionList { executions, next_cursor })
 }
 
+/// `GET /v1/executions?job=&status=&limit=&cursor=`.
 pub async fn list(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<Json<ExecutionList>, ApiError> {
     let status = match q.status.as_deref() {
         None => None,
@@ -56,10 +87,10 @@ pub async fn list(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<
         })?),
     };
     ctx.linearize().await?;
-    Ok(Json(list_fires(&ctx, q, status)?))
+    Ok(Json(list_fires(&ctx, q.job.as_deref(), status, q.limit, q.cursor.as_deref())?))
 }
 
-pub async fn get(State(ctx): State<Api>, Path(key): Path<String>) -> Result<Json<ExecutionView>, ApiError> {
+pub async fn get(State(ctx): State<Api>, Param(key): Param<String>) -> Result<Json<ExecutionView>, ApiError> {
     ctx.linearize().await?;
     let applied = ctx.shared.read();
     let fire =
@@ -67,12 +98,19 @@ pub async fn get(State(ctx): State<Api>, Path(key): Path<String>) -> Result<Json
     Ok(Json(ExecutionView::of(fire, true)))
 }
 
-pub async fn dead_letters(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<Json<ExecutionList>, ApiError> {
+/// `GET /v1/dead-letters?job=&limit=&cursor=`.
+pub async fn dead_letters(
+    State(ctx): State<Api>,
+    Query(q): Query<DeadLetterQuery>,
+) -> Result<Json<ExecutionList>, ApiError> {
+    if q.status.as_deref().is_some_and(|s| FireStatus::parse(s) != Some(FireStatus::DeadLettered)) {
+        return Err(ApiError::invalid("status", "dead letters are all dead_lettered; leave status out"));
+    }
     ctx.linearize().await?;
-    Ok(Json(list_fires(&ctx, q, Some(FireStatus::DeadLettered))?))
+    Ok(Json(list_fires(&ctx, q.job.as_deref(), Some(FireStatus::DeadLettered), q.limit, q.cursor.as_deref())?))
 }
 
-pub async fn requeue(State(ctx): State<Api>, Path(key): Path<String>) -> Result<Json<ExecutionView>, ApiError> {
+pub async fn requeue(State(ctx): State<Api>, Param(key): Param<String>) -> Result<Json<ExecutionView>, ApiError> {
     let (index, response) = ctx.propose(Command::Requeue { key: FireKey(key.clone()), now: Utc::now() }).await?;
     if let Response::Rejected { error } = response {
         return Err(error.into());
@@ -117,7 +155,7 @@ pub async fn purge_many(
 }
 
 /// `DELETE /v1/dead-letters/{key}`: forgets one dead letter.
-pub async fn purge(State(ctx): State<Api>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn purge(State(ctx): State<Api>, Param(key): Param<String>) -> Result<StatusCode, ApiError> {
     let select = DeadLetterSelector { keys: Some(vec![FireKey(key)]), ..Default::default() };
     let (_, response) = ctx.propose(Command::PurgeDeadLetters { select, now: Utc::now() }).await?;
     bulk_response(response)?;

@@ -1,6 +1,6 @@
 //! `/v1/jobs` and `/v1/schedule/preview`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -10,7 +10,8 @@ use belfry_schedule::Schedule;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::error::{ApiError, Body};
+use super::error::ApiError;
+use super::extract::{Body, Param, Query};
 use super::Api;
 
 /// Most items one page may hold.
@@ -34,6 +35,7 @@ pub async fn create(State(ctx): State<Api>, Body(spec): Body<JobSpec>) -> Result
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     paused: Option<bool>,
     limit: Option<usize>,
@@ -69,7 +71,7 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-pub async fn get(State(ctx): State<Api>, Path(name): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub async fn get(State(ctx): State<Api>, Param(name): Param<String>) -> Result<Json<JobView>, ApiError> {
     ctx.linearize().await?;
     let applied = ctx.shared.read();
     applied.state.job(&name).map(|j| Json(JobView::from(j))).ok_or_else(|| ApiError::not_found("job", &name))
@@ -77,7 +79,7 @@ pub async fn get(State(ctx): State<Api>, Path(name): Path<String>) -> Result<Jso
 
 pub async fn replace(
     State(ctx): State<Api>,
-    Path(name): Path<String>,
+    Param(name): Param<String>,
     headers: HeaderMap,
     Body(spec): Body<JobSpec>,
 ) -> Result<Json<JobView>, ApiError> {
@@ -100,22 +102,22 @@ pub async fn replace(
     job_response(response)
 }
 
-pub async fn delete(State(ctx): State<Api>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(State(ctx): State<Api>, Param(name): Param<String>) -> Result<StatusCode, ApiError> {
     match ctx.propose(Command::DeleteJob { name }).await?.1 {
         Response::Rejected { error } => Err(error.into()),
         _ => Ok(StatusCode::NO_CONTENT),
     }
 }
 
-pub async fn pause(State(ctx): State<Api>, Path(name): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub async fn pause(State(ctx): State<Api>, Param(name): Param<String>) -> Result<Json<JobView>, ApiError> {
     job_response(ctx.propose(Command::PauseJob { name, now: Utc::now() }).await?.1)
 }
 
-pub async fn resume(State(ctx): State<Api>, Path(name): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub async fn resume(State(ctx): State<Api>, Param(name): Param<String>) -> Result<Json<JobView>, ApiError> {
     job_response(ctx.propose(Command::ResumeJob { name, now: Utc::now() }).await?.1)
 }
 
-pub async fn trigger(State(ctx): State<Api>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn trigger(State(ctx): State<Api>, Param(name): Param<String>) -> Result<impl IntoResponse, ApiError> {
     let (index, response) = ctx.propose(Command::TriggerJob { name, now: Utc::now() }).await?;
     let key = match response {
         Response::Triggered { key } => key,
@@ -136,6 +138,7 @@ pub async fn trigger(State(ctx): State<Api>, Path(name): Path<String>) -> Result
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CountQuery {
     count: Option<usize>,
 }
@@ -150,7 +153,7 @@ fn count(c: Option<usize>) -> Result<usize, ApiError> {
 
 pub async fn upcoming(
     State(ctx): State<Api>,
-    Path(name): Path<String>,
+    Param(name): Param<String>,
     Query(q): Query<CountQuery>,
 ) -> Result<Json<Instants>, ApiError> {
     let count = count(q.count)?;

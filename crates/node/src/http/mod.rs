@@ -2,23 +2,33 @@
 //!
 //! Writes go through [`Context::propose`] (forwarded to the leader, answered only once a
 //! majority has the entry); reads first reach a linearizable read point, so any node answers
-//! with every acknowledged write. Every error is `{"error": {"code", "message", "field"}}`.
+//! with every acknowledged write. Every error is `{"error": {"code", "message", "field"}}`:
+//! handlers extract through `extract` (never axum's plain-text rejections), unknown routes
+//! are 404 and known routes with another method 405 (with `Allow`), and `serve` wraps the
+//! router in the edge layers (`edge`: 500 on a panic, 408, 413, 414, 431) and the limits of
+//! [`HttpLimits`].
 
 mod cluster;
+mod edge;
 mod error;
 mod executions;
+mod extract;
 mod jobs;
+mod serve;
+mod stall;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
+pub use serve::{serve, HttpLimits};
 
 use crate::context::Context;
 
@@ -54,7 +64,16 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/readyz", get(cluster::readyz))
         .route("/metrics", get(metrics))
         .route("/", get(ui))
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        // After every route: it applies to the routes that exist when it is set. The `Allow`
+        // header is added by axum's method router.
+        .method_not_allowed_fallback(|method: Method| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed here; the Allow header lists what is"),
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(middleware::from_fn_with_state(ctx.clone(), record))
         .with_state(ctx)
