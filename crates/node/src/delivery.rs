@@ -11,17 +11,16 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// Bytes of the answer body read and kept for the execution record.
-pub const BODY_EXCERPT: usize = 512;
+/// Bytes of the answer body read and kept for the execution record: what the state keeps.
+pub const BODY_EXCERPT: usize = belfry_core::fire::MAX_BODY_EXCERPT_BYTES;
 
-/// The longest wait a target's `Retry-After` can ask for: 1 h, the default retry `max_age`.
-/// A larger value (or a date far ahead) would park the fire for years; the retry policy
-/// (`belfry_core::retry`) applies the same ceiling to what it is given.
-pub const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
+/// The longest wait a target's `Retry-After` can ask for (1 h). Capped where it is read as
+/// well as where the retry policy applies it, so an attempt never records a wait of years.
+pub use belfry_core::retry::MAX_RETRY_AFTER_MS;
 
-/// Longest error text recorded for an attempt, in bytes: the root cause of a transport error
-/// can quote what the target sent.
-pub const MAX_ERROR_BYTES: usize = 512;
+/// Longest error text recorded for an attempt, in bytes (what the state keeps): the root
+/// cause of a transport error can quote what the target sent.
+pub const MAX_ERROR_BYTES: usize = belfry_core::fire::MAX_ERROR_BYTES;
 
 /// Everything a worker needs to send one attempt.
 #[derive(Debug, Clone)]

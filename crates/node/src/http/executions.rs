@@ -82,7 +82,7 @@ pub async fn list(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<
         Some(s) => Some(FireStatus::parse(s).ok_or_else(|| {
             ApiError::invalid(
                 "status",
-                "must be one of queued, dispatched, retry_waiting, succeeded, dead_lettered, skipped",
+                "must be one of queued, dispatched, retry_waiting, succeeded, dead_lettered, skipped, cancelled",
             )
         })?),
     };
