@@ -75,3 +75,63 @@ impl Cluster {
         &self.nodes[id as usize - 1].data_dir
     }
 }
+
+impl Cluster {
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes[id as usize - 1].child.as_ref().map(|c| c.id())
+    }
+
+    /// Node `id`'s peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self, id: u64) -> anyhow::Result<u64> {
+        let pid = self.pid(id).context("node is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc status")?;
+        let kib = line.split_whitespace().nth(1).context("VmHWM value")?;
+        Ok(kib.parse()?)
+    }
+
+    /// SIGKILLs every node, then starts them all again with their data.
+    pub fn restart_all(&mut self) -> anyhow::Result<()> {
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        for id in &ids {
+            self.kill(*id);
+        }
+        for id in ids {
+            self.start_node(id)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every node is ready, then checks a write through each node commits: the
+    /// cluster neither crashed nor wedged.
+    pub async fn assert_healthy(&self, what: &str) -> anyhow::Result<()> {
+        let ids: Vec<u64> = self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect();
+        for id in &ids {
+            self.wait_ready(*id, Duration::from_secs(30)).await.with_context(|| format!("after {what}"))?;
+        }
+        for id in ids {
+            let name = format!("healthy-{}", probe_seq());
+            let body = serde_json::json!({
+                "name": name,
+                "schedule": {"cron": "0 0 1 1 *"},
+                "target": {"url": "http://127.0.0.1:9/never"}
+            });
+            let r = self.http.post(format!("{}/v1/jobs", self.url(id))).json(&body).send().await?;
+            let status = r.status();
+            anyhow::ensure!(
+                status == 201,
+                "after {what}: a write through node {id} answered {status}: {}",
+                r.text().await?
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A number not used before in this process, for the names of probe jobs.
+fn probe_seq() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
