@@ -172,9 +172,11 @@ async fn a_request_target_over_the_limit_is_414_in_the_error_shape() {
     let base = format!("http://{}/ok?q=", server.addr);
     let within = format!("{base}{}", "a".repeat(8 * 1024 - "/ok?q=".len()));
     assert_eq!(http.get(&within).send().await.expect("an answer").status(), 200, "exactly 8 KiB");
-    let r = http.get(format!("{within}a")).send().await.expect("an answer");
-    assert_eq!(r.status(), 414);
-    assert_shape(&r.bytes().await.expect("body"), "too_large");
+    for over in [format!("{within}a"), format!("{base}{}", "a".repeat(20_000))] {
+        let r = http.get(&over).send().await.expect("an answer");
+        assert_eq!(r.status(), 414, "{} bytes", over.len());
+        assert_shape(&r.bytes().await.expect("body"), "too_large");
+    }
 }
 
 #[tokio::test]
@@ -190,7 +192,12 @@ async fn too_many_or_too_large_headers_are_431_in_the_error_shape() {
         request
     };
     assert_eq!(with_headers(90, 300).send().await.expect("an answer").status(), 200, "within both limits");
-    for (what, request) in [("101 fields", with_headers(101, 1)), ("33 KiB", with_headers(1, 33 * 1024))] {
+    let cases = [
+        ("101 fields", with_headers(101, 1)),
+        ("33 KiB", with_headers(1, 33 * 1024)),
+        ("200 fields of 300 bytes", with_headers(200, 300)),
+    ];
+    for (what, request) in cases {
         let r = request.send().await.expect("an answer");
         assert_eq!(r.status(), 431, "{what}");
         assert_shape(&r.bytes().await.expect("body"), "too_large");

@@ -84,17 +84,20 @@ impl Default for HttpLimits {
 }
 
 impl HttpLimits {
-    /// hyper's limit on a whole request head (request line and headers): half again
-    /// belfry's URI and header limits plus room for the framing of every field, so every
-    /// head within belfry's limits reaches belfry's check and gets its shaped answer.
+    /// hyper's limit on a whole request head (request line and headers): twice belfry's URI
+    /// and header limits plus the framing of every field hyper accepts, so a head well past
+    /// belfry's limits (a 20 KiB path, 200 headers of 300 bytes) still reaches belfry's check
+    /// and gets its shaped answer. It bounds what a connection can make hyper buffer for one
+    /// head (about 100 KiB by default, against hyper's own default of about 400 KiB).
     pub fn hyper_head_bytes(&self) -> usize {
-        let fields = self.hyper_max_headers().saturating_mul(4);
-        (self.max_uri_bytes.saturating_add(self.max_header_bytes) / 2 * 3).saturating_add(fields).saturating_add(4096)
+        let framing = self.hyper_max_headers().saturating_mul(4);
+        self.max_uri_bytes.saturating_add(self.max_header_bytes).saturating_mul(2).saturating_add(framing + 4096)
     }
 
-    /// hyper's limit on header fields: a quarter above belfry's, for the same reason.
+    /// hyper's limit on header fields: four times belfry's, for the same reason (a field
+    /// costs hyper a few words while it parses).
     pub fn hyper_max_headers(&self) -> usize {
-        self.max_headers.saturating_add(self.max_headers / 4).saturating_add(8)
+        self.max_headers.saturating_mul(4)
     }
 }
 
