@@ -129,7 +129,8 @@ pub struct ExecutionView {
     pub fired_at: String,
     /// Manual trigger.
     pub manual: bool,
-    /// `queued`, `dispatched`, `retry_waiting`, `succeeded`, `dead_lettered`, `skipped`.
+    /// `queued`, `dispatched`, `retry_waiting`, `succeeded`, `dead_lettered`, `skipped`,
+    /// `cancelled`.
     pub status: String,
     /// The worker of the last dispatch.
     pub worker: Option<NodeId>,

@@ -59,7 +59,8 @@ pub enum Command {
     CreateJob { spec: JobSpec, now: DateTime<Utc> },
     /// Replace a job's spec, optionally only at a given version.
     ReplaceJob { spec: JobSpec, if_version: Option<u64>, now: DateTime<Utc> },
-    /// Delete a job; its unfinished fires still finish.
+    /// Delete a job: its queued and retry-waiting fires are cancelled, a dispatched one finishes
+    /// its current attempt and is never retried.
     DeleteJob { name: String },
     /// Pause a job: it claims no fires.
     PauseJob { name: String, now: DateTime<Utc> },

@@ -235,3 +235,29 @@ pub struct Dispatch {
     /// Start-by deadline.
     pub lease_until: DateTime<Utc>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        let cut = |s: &str, max: usize| {
+            let mut s = s.to_string();
+            truncate_at_char_boundary(&mut s, max);
+            s
+        };
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "abc");
+        assert_eq!(cut("aé", 2), "a");
+        assert_eq!(cut("日本", 5), "日");
+        assert_eq!(cut("日本", 0), "");
+    }
+
+    #[test]
+    fn cancelled_is_a_finished_status_of_its_own() {
+        assert!(FireStatus::Cancelled.is_finished() && !FireStatus::Cancelled.is_in_flight());
+        assert_eq!(FireStatus::parse("cancelled"), Some(FireStatus::Cancelled));
+        assert_eq!(serde_json::to_string(&FireStatus::Cancelled).unwrap(), "\"cancelled\"");
+    }
+}

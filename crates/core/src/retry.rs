@@ -6,7 +6,7 @@ use belfry_schedule::format_duration;
 use belfry_schedule::instant::{saturating_add, saturating_add_ms};
 use chrono::{DateTime, Utc};
 
-use crate::fire::{Attempt, Fire, ResultClass};
+use crate::fire::{truncate_at_char_boundary, Attempt, Fire, ResultClass, MAX_ERROR_BYTES};
 use crate::job::RetryPolicy;
 
 /// Longest `Retry-After` honoured, in milliseconds (1 h). A target may ask for longer; within
@@ -84,10 +84,16 @@ fn stable_hash(key: &str, n: u32) -> u64 {
     h
 }
 
+/// The attempt's outcome for a note; an error text is cut to [`MAX_ERROR_BYTES`] whatever the
+/// caller passed.
 fn describe(a: &Attempt) -> String {
     match (a.http_status, &a.error) {
         (Some(s), _) => format!("HTTP {s}"),
-        (None, Some(e)) => e.clone(),
+        (None, Some(e)) => {
+            let mut e = e.clone();
+            truncate_at_char_boundary(&mut e, MAX_ERROR_BYTES);
+            e
+        }
         (None, None) => "no answer".into(),
     }
 }

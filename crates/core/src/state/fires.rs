@@ -230,10 +230,12 @@ impl State {
 
     /// Forgets a fire and its index entries.
     pub(super) fn remove_fire(&mut self, seq: u64) {
+        // First, so that expire_history, which loops until the expiry index has nothing due,
+        // always makes progress.
+        self.unindex_expiry(seq);
         let Some(fire) = self.data.fires.remove(&seq) else {
             return;
         };
-        self.unindex_expiry(seq);
         self.keys.remove(&fire.key);
         self.by_status.remove(&(fire.status, seq));
         if let Some(at) = fire.next_attempt_at.filter(|_| fire.status == FireStatus::RetryWaiting) {
