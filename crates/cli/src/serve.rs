@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// The default of `--learner-catch-up-timeout-ms`.
+const CATCH_UP_MS: u64 = belfry_node::config::DEFAULT_LEARNER_CATCH_UP_TIMEOUT.as_millis() as u64;
+
 /// Flags of `belfry serve`; each also reads `BELFRY_<FLAG>` from the environment, and
 /// `--config FILE` supplies any of them from TOML (flags, then env, then the file).
 #[derive(Debug, Clone, Args)]
@@ -49,6 +52,13 @@ pub struct ServeArgs {
     /// Log entries kept behind the latest snapshot; older ones are purged.
     #[arg(long, env = "BELFRY_KEEP_LOGS", default_value_t = 1000)]
     pub keep_logs: u64,
+    /// Entries a joining node may trail the leader's log by and still be promoted to voter.
+    #[arg(long, env = "BELFRY_LEARNER_MAX_LAG", default_value_t = belfry_node::config::DEFAULT_LEARNER_MAX_LAG)]
+    pub learner_max_lag: u64,
+    /// How long a joining node may take to catch up, in milliseconds; then the add fails and
+    /// the node is removed again.
+    #[arg(long, env = "BELFRY_LEARNER_CATCH_UP_TIMEOUT_MS", default_value_t = CATCH_UP_MS)]
+    pub learner_catch_up_timeout_ms: u64,
     /// How long a worker may take to start a delivery it was handed, in milliseconds.
     #[arg(long, env = "BELFRY_LEASE_MS", default_value_t = 5000)]
     pub lease_ms: u64,
@@ -89,11 +99,16 @@ impl ServeArgs {
         c.join = self.join.clone();
         c.heartbeat = std::time::Duration::from_millis(self.heartbeat_ms);
         c.election_timeout = std::time::Duration::from_millis(self.election_timeout_ms);
-        if self.election_timeout_ms <= self.heartbeat_ms * 2 {
+        if self.election_timeout_ms <= self.heartbeat_ms.saturating_mul(2) {
             anyhow::bail!("--election-timeout-ms must be more than twice --heartbeat-ms");
         }
         c.snapshot_logs = self.snapshot_logs;
         c.keep_logs = self.keep_logs;
+        if self.learner_catch_up_timeout_ms == 0 {
+            anyhow::bail!("--learner-catch-up-timeout-ms must be positive");
+        }
+        c.learner_max_lag = self.learner_max_lag;
+        c.learner_catch_up_timeout = std::time::Duration::from_millis(self.learner_catch_up_timeout_ms);
         c.lease = std::time::Duration::from_millis(self.lease_ms);
         c.max_clock_skew = std::time::Duration::from_millis(self.max_clock_skew_ms);
         c.signing_secret = self.signing_secret.clone();

@@ -37,7 +37,22 @@ pub struct Config {
     pub max_clock_skew: Duration,
     /// Cluster-wide delivery signing secret.
     pub signing_secret: Option<String>,
+    /// How many entries a learner may trail the leader's log by and still count as caught
+    /// up, so that promoting it to voter cannot stall commits behind its catch-up.
+    pub learner_max_lag: u64,
+    /// How long an added node may take to catch up before the add fails and the learner is
+    /// removed again.
+    pub learner_catch_up_timeout: Duration,
 }
+
+/// Default of [`Config::learner_max_lag`]: at most two AppendEntries batches behind
+/// ([`crate::raft::MAX_APPEND_ENTRIES`] each), which a live learner closes within a few round
+/// trips; small enough that a learner that never answered (match index unknown) cannot pass.
+pub const DEFAULT_LEARNER_MAX_LAG: u64 = 100;
+
+/// Default of [`Config::learner_catch_up_timeout`]: long enough to stream a snapshot of tens
+/// of MiB and the log after it over a slow link.
+pub const DEFAULT_LEARNER_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Config {
     /// A configuration with the defaults of `belfry serve`, for tests and `belfry dev`.
@@ -58,6 +73,8 @@ impl Config {
             lease: Duration::from_secs(5),
             max_clock_skew: Duration::from_millis(500),
             signing_secret: None,
+            learner_max_lag: DEFAULT_LEARNER_MAX_LAG,
+            learner_catch_up_timeout: DEFAULT_LEARNER_CATCH_UP_TIMEOUT,
         }
     }
 }

@@ -133,7 +133,11 @@ impl Cluster for Services {
     async fn admin(&self, req: Request<AdminRequest>) -> Result<Response<AdminReply>, Status> {
         let op: membership::Op = serde_json::from_slice(&req.into_inner().op)
             .map_err(|e| Status::invalid_argument(format!("bad operation: {e}")))?;
-        let result = membership::run_local(&self.ctx, op).await;
+        // A task of its own: a caller that gives up must not stop a change halfway.
+        let ctx = self.ctx.clone();
+        let result = tokio::spawn(async move { membership::run_local(&ctx, op).await })
+            .await
+            .unwrap_or_else(|e| Err(membership::MembershipError::Unavailable(format!("the change failed: {e}"))));
         let result = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(AdminReply { result }))
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use belfry_core::FireStatus;
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ServerState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,7 +20,7 @@ use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::proto::{cluster_server::ClusterServer, raft_server::RaftServer, worker_server::WorkerServer};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{Channels, Contacts, Network, MAX_MESSAGE_BYTES};
+use crate::raft::network::{Channels, Contacts, Network, RpcTimeouts, MAX_MESSAGE_BYTES};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::Raft;
 use crate::worker::Worker;
@@ -57,20 +57,11 @@ impl Node {
         let shared = sm.shared();
         let ledger = Ledger::open(&db, flusher)?;
 
-        let raft_config = openraft::Config {
-            cluster_name: "belfry".into(),
-            heartbeat_interval: config.heartbeat.as_millis() as u64,
-            election_timeout_min: config.election_timeout.as_millis() as u64,
-            election_timeout_max: 2 * config.election_timeout.as_millis() as u64,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
-            max_in_snapshot_log_to_keep: config.keep_logs,
-            install_snapshot_timeout: 30_000,
-            ..Default::default()
-        }
-        .validate()?;
+        // Sizes and timeouts are chosen in `crate::raft` (see its documentation).
+        let raft_config = crate::raft::raft_config(&config)?;
         let channels = Channels::default();
         let contacts = Contacts::default();
-        let network = Network::new(channels.clone(), contacts.clone());
+        let network = Network::new(channels.clone(), contacts.clone(), RpcTimeouts::from_config(&config));
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm).await?;
 
         let grpc_listener =
@@ -88,6 +79,7 @@ impl Node {
             metrics: Metrics::new(),
             contacts,
             hold: Default::default(),
+            changes: Default::default(),
         });
         let worker = Arc::new(Worker::new(ctx.clone(), ledger));
         let dispatcher = Dispatcher::start(ctx.clone(), worker.clone());
@@ -220,7 +212,9 @@ async fn form_cluster(ctx: &Arc<Context>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks the cluster at `url` to add this node, retrying until it answers yes.
+/// Asks the cluster at `url` to add this node, until it has or this node is a voter. An
+/// attempt may take as long as the leader lets a learner catch up; after a refusal or an
+/// unreachable cluster the next one waits longer, up to [`JOIN_BACKOFF_MAX`].
 fn join(ctx: &Arc<Context>, url: String) {
     let ctx = ctx.clone();
     tokio::spawn(async move {
@@ -230,20 +224,34 @@ fn join(ctx: &Arc<Context>, url: String) {
             "grpc_addr": ctx.config.advertise_grpc,
             "http_addr": ctx.config.advertise_http,
         });
+        let endpoint = format!("{}/v1/cluster/members", url.trim_end_matches('/'));
+        // The leader's share: the catch-up wait plus the membership changes around it.
+        let attempt = ctx.config.learner_catch_up_timeout.saturating_add(Duration::from_secs(60));
+        let mut backoff = Duration::from_secs(1);
         loop {
-            let endpoint = format!("{}/v1/cluster/members", url.trim_end_matches('/'));
-            match client.post(&endpoint).json(&body).timeout(Duration::from_secs(70)).send().await {
+            if crate::membership::voters(&ctx).contains(&ctx.id()) {
+                return;
+            }
+            match client.post(&endpoint).json(&body).timeout(attempt).send().await {
                 Ok(r) if r.status().is_success() => {
                     tracing::info!(node = ctx.id(), via = %url, "joined the cluster");
                     return;
                 }
-                Ok(r) => tracing::warn!(status = %r.status(), "join refused; retrying"),
-                Err(e) => tracing::warn!(error = %e, "join failed; retrying"),
+                Ok(r) => {
+                    let status = r.status();
+                    let reason: String = r.text().await.unwrap_or_default().chars().take(300).collect();
+                    tracing::warn!(%status, %reason, retry_in = ?backoff, "join refused; retrying");
+                }
+                Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "join failed; retrying"),
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2).min(JOIN_BACKOFF_MAX);
         }
     });
 }
+
+/// The longest wait between two join attempts.
+const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Refreshes the gauges read from raft and the state, before a scrape.
 pub fn refresh_gauges(ctx: &Context) {

@@ -76,6 +76,8 @@ impl From<MembershipError> for ApiError {
             MembershipError::Invalid { field, message } => ApiError::invalid(&field, message),
             MembershipError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             MembershipError::Unsafe(_) => ApiError::new(StatusCode::CONFLICT, "unsafe_change", message),
+            MembershipError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            MembershipError::Timeout(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", message),
             MembershipError::NotLeader { .. } | MembershipError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message)
             }

@@ -1,4 +1,7 @@
 //! The raft log and vote in sled: big-endian `u64` keys, so iteration order is index order.
+//!
+//! Entries are stored as the same JSON that goes on the wire, so the reader can bound a
+//! replication batch by bytes ([`super::MAX_APPEND_BYTES`]) without encoding anything.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -11,7 +14,7 @@ use serde::Serialize;
 
 use crate::flusher::Flusher;
 
-use super::{io_err, NodeId, StorageError, TypeConfig};
+use super::{io_err, NodeId, StorageError, TypeConfig, MAX_APPEND_BYTES};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -99,6 +102,25 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         Ok(out)
     }
+
+    /// A replication batch: entries from `start` while they fit in [`MAX_APPEND_BYTES`] as
+    /// stored, and always the first one, so an entry larger than the budget still goes out.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let mut bytes = 0usize;
+        for item in self.log.range(start.to_be_bytes()..end.to_be_bytes()) {
+            let (_, value) = item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            bytes = bytes.saturating_add(value.len());
+            if !out.is_empty() && bytes > MAX_APPEND_BYTES {
+                break;
+            }
+            out.push(decode(&value)?);
+        }
+        Ok(out)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -164,5 +186,61 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(LAST_PURGED, &log_id, ErrorSubject::Store)?;
         self.flush(ErrorSubject::Store).await?;
         self.remove_range(0, log_id.index, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, LogStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().expect("sled");
+        let store = LogStore::open(&db, Arc::new(Flusher::new(db.clone()))).expect("log store");
+        (dir, store)
+    }
+
+    /// Stores entries 1..=n whose JSON is about `size` bytes each.
+    fn fill(store: &LogStore, n: u64, size: usize) {
+        for index in 1..=n {
+            let entry: Entry<TypeConfig> = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Normal(belfry_core::Command::DeleteJob { name: "x".repeat(size) }),
+            };
+            store.log.insert(index.to_be_bytes(), serde_json::to_vec(&entry).expect("encode")).expect("insert");
+        }
+    }
+
+    async fn batch(store: &mut LogStore, start: u64, end: u64) -> Vec<u64> {
+        let entries = store.limited_get_log_entries(start, end).await.expect("read");
+        entries.iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_the_byte_budget() {
+        let (_dir, mut store) = store();
+        fill(&store, 10, 300 * 1024);
+        // Three entries of ~300 KiB fit in 1 MiB, a fourth does not.
+        assert_eq!(batch(&mut store, 1, 11).await, vec![1, 2, 3]);
+        assert_eq!(batch(&mut store, 4, 11).await, vec![4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn an_entry_over_the_budget_goes_alone() {
+        let (_dir, mut store) = store();
+        fill(&store, 3, MAX_APPEND_BYTES + 1);
+        assert_eq!(batch(&mut store, 1, 4).await, vec![1]);
+        assert_eq!(batch(&mut store, 2, 4).await, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn small_entries_fill_the_whole_range() {
+        let (_dir, mut store) = store();
+        fill(&store, 100, 100);
+        assert_eq!(batch(&mut store, 1, 65).await, (1..65).collect::<Vec<_>>());
+        assert!(batch(&mut store, 5, 5).await.is_empty());
+        assert!(batch(&mut store, 7, 3).await.is_empty());
     }
 }

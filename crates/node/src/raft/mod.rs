@@ -15,11 +15,33 @@
 //! apply() runs on every node and only records state; sends happen in the leader's dispatcher
 //! after its own proposal commits.
 //!
+//! # Sizes and timeouts
+//! Every raft RPC is bounded so that no entry size the API accepts can stall replication (a
+//! batch that cannot arrive within its timeout is re-sent forever while heartbeats queue
+//! behind it, and followers start elections):
+//! - an AppendEntries carries at most [`MAX_APPEND_ENTRIES`] entries and, past its first
+//!   entry, at most [`MAX_APPEND_BYTES`] of them: the log reader stops there, and the network
+//!   answers openraft's `PayloadTooLarge` with an entries hint for a request that still encodes
+//!   larger. A single entry is always sent whole, whatever its size;
+//! - openraft 0.9.25 gives every AppendEntries `heartbeat_interval` and nothing else (its
+//!   replication loop wraps the call in that timeout, and `RPCOption::hard_ttl` is the same
+//!   value); raising it would also slow the tick that drives elections. So the network sends
+//!   each batch from a task of its own with a deadline sized for the payload
+//!   ([`network::RpcTimeouts`]), and openraft's retry of the same range joins that request
+//!   instead of sending the batch again. Heartbeats carry no entries and keep the short
+//!   deadline;
+//! - snapshots travel in [`SNAPSHOT_CHUNK_BYTES`] chunks, each with
+//!   [`SNAPSHOT_RPC_TIMEOUT`] (the last chunk includes installing the snapshot);
+//! - a learner counts as caught up within `learner_max_lag` entries of the leader's log
+//!   (`crate::membership`), which is also openraft's `replication_lag_threshold`.
+//!
 //! # Left out
 //! - The state machine is snapshotted whole, as one JSON document; a state of hundreds of
 //!   thousands of jobs makes snapshots of tens of MiB, built under a read lock.
 //! - A node whose data dir was wiped while still a member must be removed and re-added: it
 //!   would come back with an empty log and vote, which openraft treats as a fatal inconsistency.
+//! - Snapshot chunks are JSON like every other raft payload, so their bytes travel as a JSON
+//!   array of numbers (up to four bytes on the wire per byte of snapshot).
 
 // openraft's trait methods return its own (large) StorageError; helpers return the same type
 // rather than boxing it only to unbox it at the trait boundary.
@@ -30,8 +52,35 @@ pub mod network;
 pub mod state_machine;
 
 use std::io::Cursor;
+use std::time::Duration;
 
 use belfry_core::{Command, Response};
+use openraft::SnapshotPolicy;
+
+use crate::config::Config;
+use network::MAX_MESSAGE_BYTES;
+
+/// Most entries in one AppendEntries (openraft's `max_payload_entries`, default 300). Enough
+/// to carry a burst of small writes per round trip; a lagging follower catches up at this
+/// many entries per RPC.
+pub const MAX_APPEND_ENTRIES: u64 = 64;
+
+/// Byte budget of the entries in one AppendEntries. At 100 Mbit/s a full batch takes about
+/// 85 ms, well inside the 250 ms default heartbeat interval openraft times appends out at;
+/// entries of the largest job spec (about 100 KiB) still go ten at a time.
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
+
+/// Snapshot chunk size. Encoded as JSON (at most four bytes per byte) a chunk stays far
+/// below [`MAX_MESSAGE_BYTES`], and a chunk never holds a link for long.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Deadline of one snapshot chunk RPC. The last chunk includes decoding and installing the
+/// whole snapshot on the follower, seconds for a state of tens of MiB.
+pub const SNAPSHOT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+// The budgets above must fit the gRPC message limit, with room for the request around them.
+const _: () = assert!(4 * SNAPSHOT_CHUNK_BYTES + 64 * 1024 <= MAX_MESSAGE_BYTES);
+const _: () = assert!(2 * MAX_APPEND_BYTES <= MAX_MESSAGE_BYTES);
 
 openraft::declare_raft_types!(
     /// belfry's raft types: commands in, responses out, nodes named by their gRPC address.
@@ -49,6 +98,28 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type NodeId = u64;
 /// Storage errors as openraft wants them.
 pub type StorageError = openraft::StorageError<NodeId>;
+
+/// openraft's configuration for a node configured as `config`.
+pub fn raft_config(config: &Config) -> Result<openraft::Config, openraft::ConfigError> {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let election_min = ms(config.election_timeout);
+    openraft::Config {
+        cluster_name: "belfry".into(),
+        heartbeat_interval: ms(config.heartbeat),
+        election_timeout_min: election_min,
+        election_timeout_max: election_min.saturating_mul(2),
+        max_payload_entries: MAX_APPEND_ENTRIES,
+        // Used by openraft only to decide when a blocking `add_learner` returns; belfry waits
+        // for its learners itself, with the same threshold.
+        replication_lag_threshold: config.learner_max_lag,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
+        max_in_snapshot_log_to_keep: config.keep_logs,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+        install_snapshot_timeout: ms(SNAPSHOT_RPC_TIMEOUT),
+        ..Default::default()
+    }
+    .validate()
+}
 
 /// Wraps any error as a storage IO error on `subject`, for `?` in storage code.
 pub(crate) fn io_err(

@@ -1,27 +1,49 @@
 //! openraft's network over tonic: one lazily connected channel per peer, reused by every
 //! replication stream, election and read openraft opens to it.
+//!
+//! Deadlines (see the `raft` module documentation for why): votes and snapshot chunks use the
+//! deadline openraft passes; heartbeats too, so they stay cheap. An AppendEntries that carries
+//! entries is sent by a task of its own with a deadline sized for its payload
+//! ([`RpcTimeouts::append`]): openraft gives up on it after `heartbeat_interval` and retries
+//! the same range, and the retry joins the request still in flight rather than sending the
+//! batch again. A request larger than [`MAX_APPEND_BYTES`] with more than one entry is refused
+//! with `PayloadTooLarge` and an entries hint, so openraft splits it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, Entry, LogId, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{NodeId, TypeConfig};
+use super::{NodeId, TypeConfig, MAX_APPEND_BYTES};
+use crate::config::Config;
 use crate::proto::raft_client::RaftClient;
 use crate::proto::RaftPayload;
 
-/// Largest gRPC message between nodes (snapshots are sent whole).
+/// Largest gRPC message between nodes. Replication batches and snapshot chunks are far
+/// smaller; what needs the room is one entry that cannot be split, such as a `Restore` of a
+/// whole backup (sent to followers, or forwarded to the leader, as one message).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// How much room the request around a batch's entries may take (vote, log ids, commit index)
+/// before the network asks openraft to split the batch.
+const ENVELOPE_BYTES: usize = 16 * 1024;
+
+/// The slowest link between nodes that append deadlines are sized for, in bytes per second
+/// (64 Mbit/s).
+const MIN_PEER_BYTES_PER_SEC: u64 = 8 * 1024 * 1024;
 
 /// Cached channels by gRPC address. Shared with the dispatcher and the cluster client so a
 /// node holds one HTTP/2 connection per peer.
@@ -38,15 +60,24 @@ impl Channels {
         if let Some(ch) = map.get(addr) {
             return Ok(ch.clone());
         }
-        let ch = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy();
+        let ch = endpoint(addr)?.connect_lazy();
         map.insert(addr.to_string(), ch.clone());
         Ok(ch)
     }
+
+    /// A channel to `addr` that is not cached: for addresses that are not members (yet), so a
+    /// stream of bad requests cannot grow the cache. Its connection closes when it is dropped.
+    pub fn uncached(addr: &str) -> Result<Channel, tonic::transport::Error> {
+        Ok(endpoint(addr)?.connect_lazy())
+    }
+}
+
+fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5)))
 }
 
 /// When each peer last answered a raft RPC from this node (for `/v1/cluster`).
@@ -66,17 +97,41 @@ impl Contacts {
     }
 }
 
+/// Deadlines of the raft RPCs belfry sizes itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RpcTimeouts {
+    /// Deadline of an AppendEntries with entries, before its size is counted: the longest
+    /// election timeout, so a follower's fsync under load never cuts a batch off.
+    pub append_base: Duration,
+}
+
+impl RpcTimeouts {
+    /// The deadlines for a node configured as `config`.
+    pub fn from_config(config: &Config) -> RpcTimeouts {
+        RpcTimeouts { append_base: config.election_timeout.saturating_mul(2) }
+    }
+
+    /// Deadline of an AppendEntries of `bytes`: the base plus its transfer time over the
+    /// slowest link planned for (a 1 MiB batch adds 125 ms, a 40 MiB restore entry 5 s).
+    pub fn append(&self, bytes: usize) -> Duration {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let transfer = Duration::from_millis(bytes.saturating_mul(1000) / MIN_PEER_BYTES_PER_SEC);
+        self.append_base.saturating_add(transfer)
+    }
+}
+
 /// Builds a [`PeerClient`] per target, from the channel cache.
 #[derive(Clone)]
 pub struct Network {
     channels: Channels,
     contacts: Contacts,
+    timeouts: RpcTimeouts,
 }
 
 impl Network {
     /// A network over `channels` that records answers in `contacts`.
-    pub fn new(channels: Channels, contacts: Contacts) -> Network {
-        Network { channels, contacts }
+    pub fn new(channels: Channels, contacts: Contacts, timeouts: RpcTimeouts) -> Network {
+        Network { channels, contacts, timeouts }
     }
 }
 
@@ -89,23 +144,122 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
         });
-        PeerClient { target, addr: node.addr.clone(), client, contacts: self.contacts.clone() }
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            client,
+            contacts: self.contacts.clone(),
+            timeouts: self.timeouts,
+            in_flight: None,
+        }
     }
 }
 
-/// Raft RPCs to one peer.
+/// Raft RPCs to one peer. openraft gives each replication stream its own client, so
+/// `in_flight` is the one batch this stream has on the wire.
 pub struct PeerClient {
     target: NodeId,
     addr: String,
     client: Option<RaftClient<Channel>>,
     contacts: Contacts,
+    timeouts: RpcTimeouts,
+    in_flight: Option<InFlight>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Message(String);
 
+/// Why an RPC got no answer: the part of openraft's `RPCError` that does not depend on the
+/// RPC, so one outcome can serve every caller that joined it.
+#[derive(Debug, Clone)]
+enum Failure {
+    Unreachable(Unreachable),
+    Network(NetworkError),
+}
+
+impl Failure {
+    fn network(message: String) -> Failure {
+        Failure::Network(NetworkError::new(&Message(message)))
+    }
+
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        match self {
+            Failure::Unreachable(e) => RPCError::Unreachable(e),
+            Failure::Network(e) => RPCError::Network(e),
+        }
+    }
+}
+
+/// The raw reply to an RPC: the serialized openraft result, or why there is none.
+type Reply = Result<Vec<u8>, Failure>;
+
+/// A batch on the wire: what it was sent for, and where its reply will appear. Dropping it
+/// cancels the request (an RPC belongs to the stream that sent it).
+struct InFlight {
+    vote: Vote<NodeId>,
+    prev: Option<LogId<NodeId>>,
+    last: Option<LogId<NodeId>>,
+    reply: watch::Receiver<Option<Reply>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+/// Sends one serialized request and waits, at most `timeout`, for its serialized reply.
+async fn send(client: Option<RaftClient<Channel>>, addr: &str, kind: Rpc, data: Vec<u8>, timeout: Duration) -> Reply {
+    let Some(mut client) = client else {
+        return Err(Failure::Unreachable(Unreachable::new(&Message(format!("bad address {addr}")))));
+    };
+    let mut request = tonic::Request::new(RaftPayload { data });
+    request.set_timeout(timeout);
+    let call = async {
+        match kind {
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+        }
+    };
+    let reply = tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| Failure::network(format!("no answer from {addr} within {timeout:?}")))?;
+    match reply {
+        Ok(reply) => Ok(reply.into_inner().data),
+        Err(status) if status.code() == tonic::Code::Unavailable => {
+            Err(Failure::Unreachable(Unreachable::new(&status)))
+        }
+        Err(status) => Err(Failure::Network(NetworkError::new(&status))),
+    }
+}
+
+fn encode<T: Serialize, E: std::error::Error>(
+    value: &T,
+) -> Result<Vec<u8>, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+    serde_json::to_vec(value).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+}
+
 impl PeerClient {
+    fn decode<Resp: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            serde_json::from_slice(bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// One request, sent and awaited here, with openraft's deadline.
     async fn call<Req, Resp, E>(
         &mut self,
         kind: Rpc,
@@ -117,32 +271,75 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let Some(client) = self.client.as_mut() else {
-            return Err(RPCError::Unreachable(Unreachable::new(&Message(format!("bad address {}", self.addr)))));
-        };
-        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftPayload { data });
-        request.set_timeout(option.hard_ttl());
-        let reply = match kind {
-            Rpc::Append => client.append_entries(request).await,
-            Rpc::Vote => client.vote(request).await,
-            Rpc::Snapshot => client.install_snapshot(request).await,
-        };
-        let reply = reply.map_err(|status| match status.code() {
-            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
-            _ => RPCError::Network(NetworkError::new(&status)),
-        })?;
+        let data = encode(req)?;
+        let bytes =
+            send(self.client.clone(), &self.addr, kind, data, option.hard_ttl()).await.map_err(Failure::into_rpc)?;
         self.contacts.touch(self.target);
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            serde_json::from_slice(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        self.decode(&bytes)
+    }
+
+    /// Puts a batch on the wire from a task of its own, or refuses it as too large.
+    fn start_append(
+        &self,
+        req: &AppendEntriesRequest<TypeConfig>,
+    ) -> Result<InFlight, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let data = encode(req)?;
+        if data.len() > MAX_APPEND_BYTES + ENVELOPE_BYTES && req.entries.len() > 1 {
+            let fit = entries_within(&req.entries, MAX_APPEND_BYTES);
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fit)));
+        }
+        let timeout = self.timeouts.append(data.len());
+        let (tx, rx) = watch::channel(None);
+        let (client, addr, contacts, target) =
+            (self.client.clone(), self.addr.clone(), self.contacts.clone(), self.target);
+        let task = tokio::spawn(async move {
+            let reply = send(client, &addr, Rpc::Append, data, timeout).await;
+            if reply.is_ok() {
+                contacts.touch(target);
+            }
+            tx.send_replace(Some(reply));
+        });
+        Ok(InFlight {
+            vote: req.vote,
+            prev: req.prev_log_id,
+            last: req.entries.last().map(|e| e.log_id),
+            reply: rx,
+            task: task.abort_handle(),
+        })
     }
 }
 
-enum Rpc {
-    Append,
-    Vote,
-    Snapshot,
+/// How many leading `entries` fit in `budget` bytes once encoded: at least one, and fewer
+/// than all of them, so openraft's retry always sends a smaller request.
+fn entries_within(entries: &[Entry<TypeConfig>], budget: usize) -> u64 {
+    let mut used = 0usize;
+    let mut fit = 0u64;
+    for entry in entries {
+        used = used.saturating_add(serde_json::to_vec(entry).map(|v| v.len()).unwrap_or(usize::MAX));
+        if used > budget {
+            break;
+        }
+        fit += 1;
+    }
+    let most = u64::try_from(entries.len()).unwrap_or(u64::MAX).saturating_sub(1).max(1);
+    fit.clamp(1, most)
+}
+
+/// The answer to a request for entries up to `asked` from the reply to one that carried
+/// entries up to `sent` (the same leader and previous entry, so the same entries at the same
+/// indexes): a follower that took `sent` has everything up to it, and no more.
+fn covering(
+    reply: AppendEntriesResponse<NodeId>,
+    sent: Option<LogId<NodeId>>,
+    asked: Option<LogId<NodeId>>,
+) -> AppendEntriesResponse<NodeId> {
+    let index = |l: Option<LogId<NodeId>>| l.map(|l| l.index);
+    match reply {
+        AppendEntriesResponse::Success if index(sent) >= index(asked) => AppendEntriesResponse::Success,
+        AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(sent),
+        AppendEntriesResponse::PartialSuccess(m) if index(m) >= index(asked) => AppendEntriesResponse::Success,
+        other => other,
+    }
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -151,7 +348,29 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &req, &option).await
+        let Some(asked) = req.entries.last().map(|e| e.log_id) else {
+            return self.call(Rpc::Append, &req, &option).await;
+        };
+        let joins = self.in_flight.as_ref().is_some_and(|f| f.vote == req.vote && f.prev == req.prev_log_id);
+        if !joins {
+            self.in_flight = None;
+            self.in_flight = Some(self.start_append(&req)?);
+        }
+        let Some(in_flight) = self.in_flight.as_ref() else {
+            return Err(Failure::network("no request in flight".into()).into_rpc());
+        };
+        let sent = in_flight.last;
+        let mut reply = in_flight.reply.clone();
+        // If openraft's own timeout drops this future here, the request stays in flight for
+        // the retry to join.
+        let outcome = match reply.wait_for(Option::is_some).await {
+            Ok(ready) => ready.clone().unwrap_or_else(|| Err(Failure::network("empty reply".into()))),
+            Err(_) => Err(Failure::network(format!("the request to {} was cancelled", self.addr))),
+        };
+        self.in_flight = None;
+        let bytes = outcome.map_err(Failure::into_rpc)?;
+        let response: AppendEntriesResponse<NodeId> = self.decode(&bytes)?;
+        Ok(covering(response, sent, Some(asked)))
     }
 
     async fn install_snapshot(
@@ -171,3 +390,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         self.call(Rpc::Vote, &req, &option).await
     }
 }
+
+#[cfg(test)]
+#[path = "network_tests.rs"]
+mod tests;
