@@ -44,12 +44,12 @@ pub const MAX_TIMEOUT: HumanDuration = HumanDuration::secs(15 * 60);
 pub const MAX_ATTEMPTS: u32 = 100;
 /// Most finished fires a job may ask to keep.
 pub const MAX_HISTORY_COUNT: u32 = 10_000;
-/// Shortest `schedule.every` period (belfry_schedule::MIN_EVERY).
+/// Shortest `schedule.every` period ([`belfry_schedule::MIN_EVERY`]).
 pub const MIN_EVERY: HumanDuration = HumanDuration(belfry_schedule::MIN_EVERY);
-/// Longest `schedule.every` period, a leap year (belfry_schedule::MAX_EVERY): a longer interval
+/// Longest `schedule.every` period, a leap year ([`belfry_schedule::MAX_EVERY`]): a longer interval
 /// reads better as a cron or an `at`.
 pub const MAX_EVERY: HumanDuration = HumanDuration(belfry_schedule::MAX_EVERY);
-/// Largest `schedule.jitter` (belfry_schedule::MAX_JITTER); for `every` it may not exceed the
+/// Largest `schedule.jitter` ([`belfry_schedule::MAX_JITTER`]); for `every` it may not exceed the
 /// period either.
 pub const MAX_JITTER: HumanDuration = HumanDuration(belfry_schedule::MAX_JITTER);
 /// Largest `misfire.grace`: a week; a fire later than that is a misfire by any measure.

@@ -369,5 +369,9 @@ fn a_stored_spec_from_a_laxer_build_is_applied_safely() {
     );
     let fire = complete(&mut state, &key, Attempt { number: 1, ..answer(500, Some(u64::MAX)) });
     assert_eq!(fire.status, FireStatus::RetryWaiting, "{fire:?}");
+    // Today's bounds refuse its jitter, so its schedule cannot be evaluated: it stops being due
+    // instead of being claimed in vain on every tick.
+    assert_eq!(state.job("old").map(|j| j.next_fire_at), Some(None));
+    assert!(state.due(DateTime::<Utc>::MAX_UTC, 10).claims.is_empty());
     assert_instants_in_window(&state);
 }

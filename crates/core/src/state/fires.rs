@@ -30,8 +30,14 @@ impl State {
         if old.spec.paused || old.next_fire_at != Some(claim.scheduled_at) {
             return None;
         }
-        let schedule = old.schedule().ok()?;
         let mut job = old.clone();
+        let Ok(schedule) = old.schedule() else {
+            // A spec stored by an older, laxer build that today's bounds refuse cannot be
+            // evaluated: the job stops being due rather than being proposed on every tick.
+            job.next_fire_at = None;
+            self.store_job(&old, job);
+            return None;
+        };
         let key = FireKey::scheduled(job.uid, claim.scheduled_at);
         if self.keys.contains_key(&key) {
             job.next_fire_at = schedule.next_after(claim.scheduled_at);
