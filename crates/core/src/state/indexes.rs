@@ -11,7 +11,7 @@ use super::State;
 const SHOWN: usize = 5;
 
 impl State {
-    /// Consistency check, used by tests and by the node after a restore: rebuilds a state from
+    /// Consistency check, for tests and for the node to run after a restore: rebuilds a state from
     /// this one's [`Data`](super::Data) ([`State::from_data`]) and compares every index with
     /// the one apply() maintained. `Err` names each index that differs and the entries at fault.
     pub fn check_indexes(&self) -> Result<(), String> {
