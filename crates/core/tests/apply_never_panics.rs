@@ -64,7 +64,8 @@ fn instant_text() -> impl Strategy<Value = String> {
             "1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59-23:59",
             "0000-01-01T00:00:00+23:59", "1969-12-31T23:59:59.999Z", "+10000-01-01T00:00:00Z", "tomorrow",
         ]),
-        3 => (0i64..200_000_000).prop_map(|ms| belfry_core::api::rfc3339(DateTime::from_timestamp_millis(base_ms() + ms).unwrap())),
+        3 => (0i64..200_000_000)
+            .prop_map(|ms| belfry_core::api::rfc3339(DateTime::from_timestamp_millis(base_ms() + ms).unwrap())),
     ]
 }
 
@@ -318,7 +319,8 @@ fn op() -> impl Strategy<Value = Op> {
             assignment()
         )
             .prop_map(|(t, c, r, a)| Op::Forged(t, c, r, a)),
-        6 => (instant(), proptest::collection::vec((any::<usize>(), report()), 1..4)).prop_map(|(t, c)| Op::Complete(t, c)),
+        6 => (instant(), proptest::collection::vec((any::<usize>(), report()), 1..4))
+            .prop_map(|(t, c)| Op::Complete(t, c)),
         1 => (any::<usize>(), instant()).prop_map(|(p, t)| Op::Requeue(p, t)),
         1 => instant().prop_map(Op::RequeueAll),
         1 => (name, instant()).prop_map(|(n, t)| Op::PurgeJob(n, t)),
