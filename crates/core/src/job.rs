@@ -111,6 +111,84 @@ pub struct HttpTarget {
     pub timeout: HumanDuration,
 }
 
+/// What the API shows in place of a secret header's value (docs/API.md, "Secret headers").
+/// Written back unchanged on a replace, it keeps the stored value.
+pub const REDACTED: &str = "<redacted>";
+
+/// Name endings that mark a header as a credential (compared in lowercase); `_` is taken for
+/// `-` as well, since some services name their keys `x_api_key`.
+const SECRET_HEADER_ENDINGS: [&str; 5] = ["token", "key", "secret", "password", "signature"];
+
+/// Whether the header `name` carries a credential, whose value the API never shows:
+/// `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, and any name ending in
+/// `-token`, `-key`, `-secret`, `-password` or `-signature`, case-insensitively.
+pub fn is_secret_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    matches!(lower.as_str(), "authorization" | "proxy-authorization" | "cookie" | "set-cookie")
+        || SECRET_HEADER_ENDINGS
+            .iter()
+            .any(|end| lower.strip_suffix(end).is_some_and(|rest| rest.ends_with('-') || rest.ends_with('_')))
+}
+
+impl HttpTarget {
+    /// The target as the API shows it: every secret header's value (see [`is_secret_header`])
+    /// replaced by [`REDACTED`]. Delivery uses the stored target, never this one.
+    pub fn redacted(&self) -> HttpTarget {
+        let mut shown = self.clone();
+        for (name, value) in shown.headers.iter_mut() {
+            if is_secret_header(name) {
+                *value = REDACTED.to_string();
+            }
+        }
+        shown
+    }
+
+    /// Whether some header's value is the [`REDACTED`] placeholder.
+    pub fn has_redacted(&self) -> bool {
+        self.headers.values().any(|v| v == REDACTED)
+    }
+
+    /// Gives every header whose value is [`REDACTED`] the value `stored` has for the same name
+    /// (compared case-insensitively), so that a target read from the API and written back
+    /// keeps its secrets. A placeholder with nothing stored behind it is an error naming
+    /// `target.headers`, and leaves `self` unchanged.
+    pub fn keep_redacted(&mut self, stored: &HttpTarget) -> Result<(), ApplyError> {
+        let mut kept = Vec::new();
+        for (name, value) in &self.headers {
+            if value != REDACTED {
+                continue;
+            }
+            let previous = stored.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+            match previous {
+                Some(v) => kept.push((name.clone(), v.clone())),
+                None => {
+                    return Err(ApplyError::invalid(
+                        "target.headers",
+                        format!("header {name} is {REDACTED:?} but the stored job has no {name} header to keep"),
+                    ))
+                }
+            }
+        }
+        self.headers.extend(kept);
+        Ok(())
+    }
+
+    /// Refuses the [`REDACTED`] placeholder in a new job: it stands for a stored value, and a
+    /// job being created has none.
+    pub fn refuse_redacted(&self) -> Result<(), ApplyError> {
+        match self.headers.iter().find(|(_, v)| *v == REDACTED) {
+            Some((name, _)) => Err(ApplyError::invalid(
+                "target.headers",
+                format!(
+                    "header {name} is {REDACTED:?}, which keeps the stored value when a job is replaced; a new job \
+                     needs the real value"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 fn default_method() -> String {
     "POST".into()
 }
@@ -237,6 +315,13 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     /// The next schedule instant not yet claimed; `None` once the schedule is exhausted.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// The id of the API token that created the job (none with authentication off, and for
+    /// jobs created before tokens existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// The id of the API token behind the last change (create, replace, pause, resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
 }
 
 impl Job {
@@ -244,5 +329,77 @@ impl Job {
     /// for a stored job; the error path exists for specs restored from an older, laxer build.
     pub fn schedule(&self) -> Result<Schedule, ApplyError> {
         Schedule::parse(&self.spec.schedule, self.created_at).map_err(ApplyError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(headers: &[(&str, &str)]) -> HttpTarget {
+        HttpTarget {
+            url: "https://example.com/hook".into(),
+            method: default_method(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: None,
+            timeout: default_timeout(),
+        }
+    }
+
+    #[test]
+    fn credential_headers_are_recognised_by_name() {
+        for secret in [
+            "Authorization",
+            "proxy-authorization",
+            "COOKIE",
+            "Set-Cookie",
+            "X-Api-Key",
+            "x_api_key",
+            "X-Auth-Token",
+            "Client-Secret",
+            "X-Db-Password",
+            "X-Hub-Signature",
+        ] {
+            assert!(is_secret_header(secret), "{secret}");
+        }
+        for plain in ["X-Team", "Content-Type", "Accept", "Keyboard", "X-Tokenizer", "token", "X-Monkey"] {
+            assert!(!is_secret_header(plain), "{plain}");
+        }
+    }
+
+    #[test]
+    fn a_redacted_target_hides_credentials_and_keeps_the_rest() {
+        let t = target(&[("Authorization", "Bearer s3cret"), ("X-Api-Key", "k"), ("X-Team", "ops")]);
+        let shown = t.redacted();
+        assert_eq!(shown.headers["Authorization"], REDACTED);
+        assert_eq!(shown.headers["X-Api-Key"], REDACTED);
+        assert_eq!(shown.headers["X-Team"], "ops");
+        assert_eq!((shown.url.as_str(), shown.body), (t.url.as_str(), t.body.clone()));
+    }
+
+    #[test]
+    fn a_placeholder_written_back_keeps_the_stored_value() {
+        let stored = target(&[("Authorization", "Bearer s3cret"), ("X-Team", "ops")]);
+        let mut edited = target(&[("authorization", REDACTED), ("X-Team", "dev")]);
+        edited.keep_redacted(&stored).expect("the stored value is kept");
+        assert_eq!(edited.headers["authorization"], "Bearer s3cret");
+        assert_eq!(edited.headers["X-Team"], "dev");
+        assert!(!edited.has_redacted());
+
+        let mut unknown = target(&[("X-Api-Key", REDACTED), ("Authorization", REDACTED)]);
+        let before = unknown.clone();
+        let err = unknown.keep_redacted(&stored).unwrap_err();
+        assert!(
+            matches!(&err, ApplyError::Invalid { field, message } if field == "target.headers" && message.contains("X-Api-Key")),
+            "{err}"
+        );
+        assert_eq!(unknown, before, "a refused target is left as it was");
+    }
+
+    #[test]
+    fn a_new_job_may_not_carry_the_placeholder() {
+        assert!(target(&[("Authorization", "Bearer s3cret")]).refuse_redacted().is_ok());
+        let err = target(&[("Authorization", REDACTED)]).refuse_redacted().unwrap_err();
+        assert!(matches!(err, ApplyError::Invalid { ref field, .. } if field == "target.headers"), "{err}");
     }
 }
