@@ -124,6 +124,8 @@ impl Cluster {
             .args(formation)
             .args(&self.extra_args)
             .env("BELFRY_LOG", std::env::var("BELFRY_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()))
+            // The sink is on loopback; `--allow-private-targets=false` tests the default.
+            .env("BELFRY_ALLOW_PRIVATE_TARGETS", "true")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -35,6 +35,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let id = u64::from(i) + 1;
         let mut c = belfry_node::Config::new(id, http(i), grpc(i), args.data_dir.join(id.to_string()));
         c.initial_cluster = members.clone();
+        // The demo sink is on loopback.
+        c.egress = belfry_node::egress::EgressPolicy::allowing_private();
         nodes.push(belfry_node::Node::start(c).await?);
     }
 

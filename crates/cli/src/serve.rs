@@ -66,11 +66,48 @@ pub struct ServeArgs {
     #[arg(long, env = "BELFRY_MAX_CLOCK_SKEW_MS", default_value_t = 500)]
     pub max_clock_skew_ms: u64,
     /// Secret for `Belfry-Signature` on every delivery (HMAC-SHA256); unsigned when absent.
+    /// Deprecated on the command line (visible in /proc/PID/cmdline): use
+    /// --signing-secret-file, or the environment variable.
     #[arg(long, env = "BELFRY_SIGNING_SECRET", hide_env_values = true)]
     pub signing_secret: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "BELFRY_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+
+    // Egress policy and signing keys (docs/SECURITY.md).
+    /// File of delivery signing keys, one per line: the first signs, every one adds a `v1=`
+    /// signature (rotation). Read at start and on SIGHUP.
+    #[arg(long, env = "BELFRY_SIGNING_SECRET_FILE")]
+    pub signing_secret_file: Option<PathBuf>,
+    /// Let deliveries reach loopback and private addresses (127/8, 10/8, 172.16/12,
+    /// 192.168/16, 100.64/10, fc00::/7, ::1). This cluster's own API stays refused.
+    #[arg(
+        long,
+        env = "BELFRY_ALLOW_PRIVATE_TARGETS",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub allow_private_targets: bool,
+    /// Comma-separated CIDRs and host names (`*.domain`, optional `:port`) deliveries may
+    /// reach although private or this cluster's API; link-local and metadata stay refused.
+    #[arg(long, env = "BELFRY_ALLOW_TARGET")]
+    pub allow_target: Option<String>,
+    /// Comma-separated CIDRs and host names deliveries may never reach (wins over
+    /// --allow-target).
+    #[arg(long, env = "BELFRY_DENY_TARGET")]
+    pub deny_target: Option<String>,
+    /// Redirects a delivery follows (0 to 10), each hop checked like the first request; a
+    /// redirect not followed is the attempt's (permanent) answer.
+    #[arg(long, env = "BELFRY_FOLLOW_REDIRECTS", default_value_t = 0)]
+    pub follow_redirects: u8,
+}
+
+/// Whether `--signing-secret` (not `--signing-secret-file`) is on the command line `argv`,
+/// where every local user can read it.
+pub fn secret_on_command_line(argv: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    argv.into_iter().any(|a| a == "--signing-secret" || a.to_string_lossy().starts_with("--signing-secret="))
 }
 
 /// Installs the log subscriber: text by default, JSON lines with `--log-format json`.
@@ -112,7 +149,34 @@ impl ServeArgs {
         c.lease = std::time::Duration::from_millis(self.lease_ms);
         c.max_clock_skew = std::time::Duration::from_millis(self.max_clock_skew_ms);
         c.signing_secret = self.signing_secret.clone();
+        self.egress_and_signing(&mut c)?;
         Ok(c)
+    }
+
+    /// The egress policy and the signing keys these flags describe.
+    fn egress_and_signing(&self, c: &mut belfry_node::Config) -> anyhow::Result<()> {
+        use belfry_node::egress::{parse_rules, EgressPolicy, EgressSettings};
+        let rules = |flag: &str, list: &Option<String>| {
+            parse_rules(list.as_deref().unwrap_or_default()).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+        };
+        let settings = EgressSettings {
+            allow_private_targets: self.allow_private_targets,
+            allow_targets: rules("--allow-target", &self.allow_target)?,
+            deny_targets: rules("--deny-target", &self.deny_target)?,
+            follow_redirects: self.follow_redirects,
+        };
+        c.egress = EgressPolicy::new(settings).map_err(anyhow::Error::msg)?;
+        c.signer = match (&self.signing_secret_file, &self.signing_secret) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("--signing-secret-file and --signing-secret (BELFRY_SIGNING_SECRET): give one")
+            }
+            (Some(file), None) => Some(belfry_node::delivery::Signer::from_file(file)?),
+            (None, Some(secret)) => Some(belfry_node::delivery::Signer::from_secret(secret)),
+            (None, None) => None,
+        };
+        // Workers still take the signing key from the Deliver RPC.
+        c.signing_secret = c.signer.as_ref().and_then(|s| s.primary_secret());
+        Ok(())
     }
 }
 
@@ -123,7 +187,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => args,
     };
     init_logging(&args.log_format);
-    let node = belfry_node::Node::start(args.config()?).await?;
+    if secret_on_command_line(std::env::args_os()) {
+        tracing::warn!(
+            "--signing-secret on the command line is deprecated: every local user can read it in /proc/PID/cmdline; \
+             use --signing-secret-file or BELFRY_SIGNING_SECRET"
+        );
+    }
+    let config = args.config()?;
+    if let Some(signer) = &config.signer {
+        tracing::info!(keys = ?signer.key_ids(), "deliveries are signed");
+        signer.reload_on_sighup();
+    }
+    let node = belfry_node::Node::start(config).await?;
     let stopped = tokio::select! {
         () = wait_for_signal() => None,
         why = node.stopped() => Some(why),

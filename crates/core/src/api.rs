@@ -54,7 +54,7 @@ impl From<&Job> for JobView {
             uid: job.uid,
             schedule: job.spec.schedule.clone(),
             description,
-            target: job.spec.target.clone(),
+            target: job.spec.target.redacted(),
             overlap: job.spec.overlap,
             misfire: job.spec.misfire,
             retry: job.spec.retry,

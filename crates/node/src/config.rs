@@ -43,6 +43,15 @@ pub struct Config {
     /// How long an added node may take to catch up before the add fails and the learner is
     /// removed again.
     pub learner_catch_up_timeout: Duration,
+    /// Where deliveries may go (`--allow-private-targets`, `--allow-target`, `--deny-target`,
+    /// `--follow-redirects`), shared by the job API's create-time check and the worker's
+    /// delivery client (docs/SECURITY.md, "Egress").
+    pub egress: crate::egress::EgressPolicy,
+    /// The keys that sign deliveries (`--signing-secret-file`, or one key from
+    /// `BELFRY_SIGNING_SECRET`), reloaded on SIGHUP; `None`: deliveries are unsigned. While
+    /// workers still take the secret from the `Deliver` RPC, `signing_secret` carries its
+    /// signing key.
+    pub signer: Option<crate::delivery::Signer>,
 }
 
 /// Default of [`Config::learner_max_lag`]: at most two AppendEntries batches behind
@@ -75,6 +84,8 @@ impl Config {
             signing_secret: None,
             learner_max_lag: DEFAULT_LEARNER_MAX_LAG,
             learner_catch_up_timeout: DEFAULT_LEARNER_CATCH_UP_TIMEOUT,
+            egress: crate::egress::EgressPolicy::default(),
+            signer: None,
         }
     }
 }

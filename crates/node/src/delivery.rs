@@ -3,13 +3,23 @@
 //! Everything read from the target is bounded: at most [`BODY_EXCERPT`] bytes of its answer
 //! are read (the rest is never received: the connection is dropped), a `Retry-After` is
 //! capped at [`MAX_RETRY_AFTER_MS`], and an error's text at [`MAX_ERROR_BYTES`].
+//!
+//! Workers send through a [`DeliveryClient`] ([`client`]): it applies the egress policy
+//! (`crate::egress`) to every address it connects to and to every redirect hop, follows
+//! redirects only as `--follow-redirects` allows, and signs with a [`Signer`]. A refused send is
+//! a `Permanent` outcome whose error starts with "blocked by egress policy". [`send`] is the
+//! older entry point, for a caller's own `reqwest::Client`, with no policy.
+
+mod client;
+mod signing;
 
 use std::time::Duration;
 
 use belfry_core::{Attempt, ResultClass};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+
+pub use client::{client, DeliveryClient, CONNECT_TIMEOUT, MAX_CACHED_PORTS};
+pub use signing::{parse_keys, Signer, SigningError, MAX_FILE_BYTES, MAX_KEY_BYTES, MAX_SIGNING_KEYS, MIN_KEY_BYTES};
 
 /// Bytes of the answer body read and kept for the execution record: what the state keeps.
 pub const BODY_EXCERPT: usize = belfry_core::fire::MAX_BODY_EXCERPT_BYTES;
@@ -43,68 +53,141 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// Attempt timeout.
     pub timeout: Duration,
-    /// Signing secret, when deliveries are signed.
+    /// The one signing key, for workers that take it from the `Deliver` RPC;
+    /// [`DeliveryClient::send`] signs with its [`Signer`] instead when given one.
     pub signing_secret: Option<String>,
 }
 
-/// `t=<unix>,v1=<hex hmac-sha256(secret, t + "." + body)>`.
+/// `t=<unix>,v1=<hex hmac-sha256(secret, t + "." + body)>`: the signature with one key.
 pub fn signature(secret: &str, unix: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(unix.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("t={unix},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!("t={unix},v1={}", signing::mac_hex(secret.as_bytes(), unix, body))
 }
 
-/// Sends `d` and classifies the outcome. Never fails: transport errors are outcomes too.
+/// Sends `d` with `client` as it is configured (its own redirect policy, no egress policy) and
+/// classifies the outcome; signed with `d.signing_secret` when set. Never fails: transport
+/// errors are outcomes too. Workers send through [`DeliveryClient::send`] instead.
 pub async fn send(client: &reqwest::Client, d: &Delivery, worker: u64) -> Attempt {
     let started_at = Utc::now();
     let method = reqwest::Method::from_bytes(d.method.as_bytes()).unwrap_or(reqwest::Method::POST);
-    let mut req = client.request(method, &d.url).timeout(d.timeout).body(d.body.clone());
-    for (k, v) in &d.headers {
-        req = req.header(k, v);
+    let signed = d.signing_secret.as_ref().map(|secret| signature(secret, started_at.timestamp(), &d.body));
+    let headers = d.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let req = request(client.request(method, &d.url), d, headers, d.body.clone(), d.timeout, signed);
+    let outcome = match req.send().await {
+        Ok(mut resp) => Outcome::answered(&mut resp).await,
+        Err(e) => Outcome::failed(&e, d.timeout),
+    };
+    outcome.attempt(d, worker, started_at)
+}
+
+/// `builder` with the configured headers, belfry's headers, the body and the timeout.
+fn request<'a>(
+    mut builder: reqwest::RequestBuilder,
+    d: &Delivery,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+    body: Vec<u8>,
+    timeout: Duration,
+    signature: Option<String>,
+) -> reqwest::RequestBuilder {
+    builder = builder.timeout(timeout).body(body);
+    for (k, v) in headers {
+        builder = builder.header(k, v);
     }
-    req = req
+    builder = builder
         .header("Idempotency-Key", &d.key)
         .header("Belfry-Job", &d.job)
         .header("Belfry-Scheduled-At", belfry_core::api::rfc3339(d.scheduled_at))
         .header("Belfry-Attempt", d.attempt.to_string());
-    if let Some(secret) = &d.signing_secret {
-        req = req.header("Belfry-Signature", signature(secret, started_at.timestamp(), &d.body));
+    match signature {
+        Some(s) => builder.header("Belfry-Signature", s),
+        None => builder,
     }
-    let (class, http_status, error, body_excerpt, retry_after_ms) = match req.send().await {
-        Ok(mut resp) => {
-            let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| retry_after_ms(v, Utc::now()));
-            let excerpt = excerpt(&mut resp).await;
-            (ResultClass::of_status(status), Some(status), None, excerpt, retry_after)
+}
+
+/// What an attempt came to, before it is stamped with its number, worker and times.
+struct Outcome {
+    class: ResultClass,
+    http_status: Option<u16>,
+    error: Option<String>,
+    body_excerpt: Option<String>,
+    retry_after_ms: Option<u64>,
+}
+
+impl Outcome {
+    /// An attempt that must not be repeated (the policy refused it, the URL is unusable).
+    fn permanent(error: String) -> Outcome {
+        Outcome {
+            class: ResultClass::Permanent,
+            http_status: None,
+            error: Some(clip(error)),
+            body_excerpt: None,
+            retry_after_ms: None,
         }
-        Err(e) => {
-            let what = if e.is_timeout() {
-                format!("timed out after {:?}", d.timeout)
-            } else if e.is_connect() {
-                "connection failed".to_string()
-            } else {
-                "request failed".to_string()
-            };
-            (ResultClass::Retryable, None, Some(clip(format!("{what}: {}", root_cause(&e)))), None, None)
-        }
-    };
-    Attempt {
-        number: d.attempt,
-        worker,
-        started_at,
-        finished_at: Utc::now(),
-        class,
-        http_status,
-        error,
-        body_excerpt,
-        retry_after_ms,
     }
+
+    /// The target answered: its status, `Retry-After` and the start of its body.
+    async fn answered(resp: &mut reqwest::Response) -> Outcome {
+        let status = resp.status().as_u16();
+        let retry_after_ms = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after_ms(v, Utc::now()));
+        let body_excerpt = excerpt(resp).await;
+        Outcome {
+            class: ResultClass::of_status(status),
+            http_status: Some(status),
+            error: None,
+            body_excerpt,
+            retry_after_ms,
+        }
+    }
+
+    /// No answer: retryable, unless the egress policy refused every address (permanent).
+    fn failed(e: &reqwest::Error, timeout: Duration) -> Outcome {
+        if let Some(blocked) = blocked(e) {
+            return Outcome::permanent(blocked.to_string());
+        }
+        let what = if e.is_timeout() {
+            format!("timed out after {timeout:?}")
+        } else if e.is_connect() {
+            "connection failed".to_string()
+        } else {
+            "request failed".to_string()
+        };
+        Outcome {
+            class: ResultClass::Retryable,
+            http_status: None,
+            error: Some(clip(format!("{what}: {}", root_cause(e)))),
+            body_excerpt: None,
+            retry_after_ms: None,
+        }
+    }
+
+    fn attempt(self, d: &Delivery, worker: u64, started_at: DateTime<Utc>) -> Attempt {
+        Attempt {
+            number: d.attempt,
+            worker,
+            started_at,
+            finished_at: Utc::now(),
+            class: self.class,
+            http_status: self.http_status,
+            error: self.error,
+            body_excerpt: self.body_excerpt,
+            retry_after_ms: self.retry_after_ms,
+        }
+    }
+}
+
+/// The egress refusal somewhere in `e`'s sources (the resolver's error), if any.
+fn blocked<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate::egress::Blocked> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(b) = err.downcast_ref::<crate::egress::Blocked>() {
+            return Some(b);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// The first [`BODY_EXCERPT`] bytes of the answer, read chunk by chunk as they arrive; the

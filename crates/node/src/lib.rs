@@ -7,6 +7,7 @@ pub mod context;
 mod convert;
 pub mod delivery;
 pub mod dispatcher;
+pub mod egress;
 pub mod flusher;
 mod grpc;
 pub mod http;

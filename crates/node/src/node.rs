@@ -114,6 +114,7 @@ impl Node {
         let app = crate::http::router(ctx.clone());
         let http_limits = crate::http::HttpLimits::default();
         tasks.push(tokio::spawn(crate::http::serve(http_listener, app, http_limits, stop_rx.clone())));
+        tasks.push(tokio::spawn(crate::egress::track_cluster_api(ctx.clone(), http_addr, stop_rx.clone())));
 
         tasks.push(tokio::spawn(crate::ticker::run(ctx.clone(), dispatcher, stop_rx.clone())));
 

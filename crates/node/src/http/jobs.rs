@@ -30,6 +30,8 @@ fn job_response(response: Response) -> Result<Json<JobView>, ApiError> {
 pub async fn create(State(ctx): State<Api>, Body(spec): Body<JobSpec>) -> Result<impl IntoResponse, ApiError> {
     let now = Utc::now();
     spec.validate(now)?;
+    spec.target.refuse_redacted()?;
+    crate::egress::check_target(&ctx, &spec.target.url).await?;
     let (_, response) = ctx.propose(Command::CreateJob { spec, now }).await?;
     Ok((StatusCode::CREATED, job_response(response)?))
 }
@@ -96,10 +98,33 @@ pub async fn replace(
                 .ok_or_else(|| ApiError::invalid("If-Match", "must be a job version number"))?,
         ),
     };
+    let (spec, if_version) = keep_redacted(&ctx, spec, if_version).await?;
     let now = Utc::now();
     spec.validate(now)?;
+    crate::egress::check_target(&ctx, &spec.target.url).await?;
     let (_, response) = ctx.propose(Command::ReplaceJob { spec, if_version, now }).await?;
     job_response(response)
+}
+
+/// Gives `"<redacted>"` header values the stored job's values (docs/API.md, "Secret
+/// headers"). The replace is then pinned to the version read, so that a change in between
+/// answers 409 instead of bringing back an older secret.
+async fn keep_redacted(
+    ctx: &Api,
+    mut spec: JobSpec,
+    if_version: Option<u64>,
+) -> Result<(JobSpec, Option<u64>), ApiError> {
+    if !spec.target.has_redacted() {
+        return Ok((spec, if_version));
+    }
+    ctx.linearize().await?;
+    let applied = ctx.shared.read();
+    let job = applied.state.job(&spec.name).ok_or_else(|| ApiError::not_found("job", &spec.name))?;
+    if let Some(expected) = if_version.filter(|v| *v != job.version) {
+        return Err(belfry_core::ApplyError::VersionMismatch { expected, current: job.version }.into());
+    }
+    spec.target.keep_redacted(&job.spec.target)?;
+    Ok((spec, Some(job.version)))
 }
 
 pub async fn delete(State(ctx): State<Api>, Param(name): Param<String>) -> Result<StatusCode, ApiError> {

@@ -57,6 +57,8 @@ impl Harness {
         let (http_addr, grpc_addr) = (free_addr(), free_addr());
         let mut config = Config::new(1, http_addr, grpc_addr, dir.path().join("1"));
         config.initial_cluster = vec![(1, grpc_addr.to_string())];
+        // The sink is on loopback.
+        config.egress = belfry_node::egress::EgressPolicy::allowing_private();
         let node = Node::start(config).await.expect("the node starts");
         let addr = "127.0.0.1:0".parse().expect("addr");
         let (sink, _task) =
