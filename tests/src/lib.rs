@@ -290,3 +290,59 @@ pub async fn create_jobs(
     }
     Ok(uids)
 }
+
+impl Cluster {
+    /// The leader and term every node in `among` names right now, when they all agree on a
+    /// leader that is itself in `among`.
+    pub async fn agreed_leader(&self, among: &[u64]) -> Option<(u64, u64)> {
+        let mut seen = None;
+        for id in among {
+            let view = self.status(*id).await.ok()?;
+            let now = (view.leader?, view.term);
+            if !among.contains(&now.0) || seen.is_some_and(|s| s != now) {
+                return None;
+            }
+            seen = Some(now);
+        }
+        seen
+    }
+
+    /// Waits until every node in `among` has named the same leader in the same term for
+    /// `hold` without a change (polled every 50 ms); returns that leader and term.
+    pub async fn wait_stable_leader(
+        &self,
+        among: &[u64],
+        hold: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<(u64, u64)> {
+        let deadline = Instant::now() + timeout;
+        let mut since: Option<((u64, u64), Instant)> = None;
+        loop {
+            let now = self.agreed_leader(among).await;
+            since = match (now, since) {
+                (Some(now), Some((before, from))) if now == before => {
+                    if from.elapsed() >= hold {
+                        return Ok(now);
+                    }
+                    Some((before, from))
+                }
+                (Some(now), _) => Some((now, Instant::now())),
+                (None, _) => None,
+            };
+            if Instant::now() > deadline {
+                bail!("no leader stable for {hold:?} among {among:?} within {timeout:?} (last agreed: {since:?})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until node `id`'s process answers `/healthz` (it serves; it may have no leader).
+    pub async fn wait_healthy(&self, id: u64, timeout: Duration) -> anyhow::Result<()> {
+        let url = format!("{}/healthz", self.url(id));
+        wait_for(timeout, &format!("node {id} serving"), || async {
+            let r = self.http.get(&url).timeout(Duration::from_secs(1)).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await
+    }
+}
