@@ -211,7 +211,8 @@ impl SilentPeer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let service = Silent { id, addr };
-        let incoming = futures::stream::unfold(listener, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
+        let incoming =
+            futures::stream::unfold(listener, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
         let server = tonic::transport::Server::builder()
             .add_service(ClusterServer::new(service.clone()))
             .add_service(RaftServer::new(service))
