@@ -1,5 +1,5 @@
 //! The `belfry` binary: the server commands (`serve`, `dev`, `sink`) and the client commands
-//! (`job`, `exec`, `dlq`, `schedule`, `cluster`, `token`; see [`cmd`] and docs/CLI.md).
+//! (`job`, `exec`, `dlq`, `schedule`, `cluster`; see [`cmd`] and docs/CLI.md).
 
 mod backup;
 mod cmd;
@@ -51,7 +51,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Sink(args) => sink::run(args).await,
-        Command::Backup(args) => backup::backup(&cli.client.endpoint, cli.client.token.as_deref(), args).await,
+        Command::Backup(args) => backup::backup(&cli.client.endpoint, args).await,
         Command::Restore(args) => backup::restore(args),
         Command::Probe(args) => return probe::run(args).await,
         Command::Client(command) => return cmd::run(cli.client, command).await,

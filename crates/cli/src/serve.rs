@@ -102,47 +102,6 @@ pub struct ServeArgs {
     /// redirect not followed is the attempt's (permanent) answer.
     #[arg(long, env = "BELFRY_FOLLOW_REDIRECTS", default_value_t = 0)]
     pub follow_redirects: u8,
-
-    // API access (docs/SECURITY.md).
-    /// The bootstrap admin token (id `bootstrap`), at least 16 visible ASCII characters; API
-    /// authentication is on once it (or --auth-file) is given. Prefer the environment variable
-    /// or --auth-file: every local user can read a command line.
-    #[arg(long, env = "BELFRY_BOOTSTRAP_TOKEN", hide_env_values = true)]
-    pub bootstrap_token: Option<String>,
-    /// A file whose first line is the bootstrap token (instead of BELFRY_BOOTSTRAP_TOKEN).
-    #[arg(long, env = "BELFRY_AUTH_FILE")]
-    pub auth_file: Option<PathBuf>,
-    /// Serve the API without tokens: whoever reaches the HTTP port may do anything. Required
-    /// to start without a bootstrap token; logs a warning.
-    #[arg(
-        long,
-        env = "BELFRY_NO_AUTH",
-        num_args = 0..=1,
-        default_missing_value = "true",
-        default_value_t = false,
-        action = clap::ArgAction::Set
-    )]
-    pub no_auth: bool,
-    /// Ask for a viewer token on /metrics too (open by default, for scrapers).
-    #[arg(
-        long,
-        env = "BELFRY_METRICS_AUTH",
-        num_args = 0..=1,
-        default_missing_value = "true",
-        default_value_t = false,
-        action = clap::ArgAction::Set
-    )]
-    pub metrics_auth: bool,
-    /// Requests per second per API token on this node, and per client address for requests
-    /// without a valid token (429 beyond); 0 turns the limit off.
-    #[arg(long, env = "BELFRY_RATE_LIMIT", default_value_t = belfry_node::http::rate::DEFAULT_PER_SECOND)]
-    pub rate_limit: u32,
-    /// Requests a token (or address) may make at once before --rate-limit paces it.
-    #[arg(long, env = "BELFRY_RATE_BURST", default_value_t = belfry_node::http::rate::DEFAULT_BURST)]
-    pub rate_burst: u32,
-    /// Most live jobs the cluster may hold; a create beyond is 409 `quota_exceeded`.
-    #[arg(long, env = "BELFRY_MAX_JOBS", default_value_t = belfry_node::http::DEFAULT_MAX_JOBS)]
-    pub max_jobs: u64,
 }
 
 /// Whether `--signing-secret` (not `--signing-secret-file`) is on the command line `argv`,
@@ -191,7 +150,6 @@ impl ServeArgs {
         c.max_clock_skew = std::time::Duration::from_millis(self.max_clock_skew_ms);
         c.signing_secret = self.signing_secret.clone();
         self.egress_and_signing(&mut c)?;
-        self.api_access(&mut c)?;
         Ok(c)
     }
 
@@ -269,46 +227,4 @@ pub async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-impl ServeArgs {
-    /// Authentication, rate limits and the job cap these flags describe. Without a bootstrap
-    /// token the node refuses to start unless `--no-auth` is given.
-    fn api_access(&self, c: &mut belfry_node::Config) -> anyhow::Result<()> {
-        use belfry_node::http::{ApiAuth, BootstrapToken, RateLimit};
-        let from_file = match &self.auth_file {
-            None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("--auth-file {}: {e}", path.display()))?;
-                Some(text.lines().next().unwrap_or("").to_string())
-            }
-        };
-        let token = match (&self.bootstrap_token, from_file) {
-            (Some(_), Some(_)) => anyhow::bail!("--auth-file and --bootstrap-token (BELFRY_BOOTSTRAP_TOKEN): give one"),
-            (Some(token), None) => Some(BootstrapToken::new(token).map_err(anyhow::Error::msg)?),
-            (None, Some(line)) => Some(BootstrapToken::new(&line).map_err(|e| anyhow::anyhow!("--auth-file: {e}"))?),
-            (None, None) => None,
-        };
-        c.auth = match (token, self.no_auth) {
-            (Some(_), true) => anyhow::bail!("--no-auth and a bootstrap token: give one"),
-            (Some(bootstrap), false) => ApiAuth::Tokens { bootstrap },
-            (None, true) => ApiAuth::Off,
-            (None, false) => anyhow::bail!(
-                "no bootstrap token: set BELFRY_BOOTSTRAP_TOKEN or --auth-file (see docs/SECURITY.md), or pass \
-                 --no-auth to serve the API to anyone who can reach it"
-            ),
-        };
-        c.metrics_auth = self.metrics_auth;
-        c.rate_limit = match (self.rate_limit, self.rate_burst) {
-            (0, _) => None,
-            (_, 0) => anyhow::bail!("--rate-burst must be positive when --rate-limit is"),
-            (rate, burst) => RateLimit::new(rate, burst),
-        };
-        if self.max_jobs == 0 {
-            anyhow::bail!("--max-jobs must be positive");
-        }
-        c.max_jobs = self.max_jobs;
-        Ok(())
-    }
 }

@@ -132,7 +132,6 @@ impl Runner {
             Response::Fires { keys } => {
                 writeln!(out, "fires {}", keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" "))?
             }
-            Response::Token { token } => writeln!(out, "token {} role={}", token.id, token.role)?,
             Response::Rejected { error } => writeln!(out, "rejected: {error}")?,
         }
         Ok(())
@@ -161,7 +160,7 @@ impl goldenscript::Runner for Runner {
             "create" => {
                 let now = now()?;
                 let spec = self.spec(line, pos(line)?, now)?;
-                self.apply(Command::CreateJob { spec, now, by: None, max_jobs: None })
+                self.apply(Command::CreateJob { spec, now })
             }
             "replace" => {
                 let now = now()?;
@@ -172,7 +171,7 @@ impl goldenscript::Runner for Runner {
                     .find(|a| a.key.as_deref() == Some("if_version"))
                     .map(|a| a.value.parse())
                     .transpose()?;
-                self.apply(Command::ReplaceJob { spec, if_version, now, by: None })
+                self.apply(Command::ReplaceJob { spec, if_version, now })
             }
             "tick" => {
                 let now = now()?;
@@ -241,11 +240,11 @@ impl goldenscript::Runner for Runner {
                     completions: vec![Completion { key: FireKey(pos(line)?.into()), attempt }],
                 })
             }
-            "pause" => self.apply(Command::PauseJob { name: pos(line)?.into(), now: now()?, by: None }),
-            "resume" => self.apply(Command::ResumeJob { name: pos(line)?.into(), now: now()?, by: None }),
+            "pause" => self.apply(Command::PauseJob { name: pos(line)?.into(), now: now()? }),
+            "resume" => self.apply(Command::ResumeJob { name: pos(line)?.into(), now: now()? }),
             "delete" => self.apply(Command::DeleteJob { name: pos(line)?.into() }),
-            "requeue" => self.apply(Command::Requeue { key: FireKey(pos(line)?.into()), now: now()?, by: None }),
-            "trigger" => self.apply(Command::TriggerJob { name: pos(line)?.into(), now: now()?, by: None }),
+            "requeue" => self.apply(Command::Requeue { key: FireKey(pos(line)?.into()), now: now()? }),
+            "trigger" => self.apply(Command::TriggerJob { name: pos(line)?.into(), now: now()? }),
             "dlq-requeue" | "dlq-purge" => {
                 let mut select = DeadLetterSelector::default();
                 for arg in &line.args {
@@ -259,7 +258,7 @@ impl goldenscript::Runner for Runner {
                 }
                 let now = now()?;
                 if line.name == "dlq-requeue" {
-                    self.apply(Command::RequeueDeadLetters { select, now, by: None })
+                    self.apply(Command::RequeueDeadLetters { select, now })
                 } else {
                     self.apply(Command::PurgeDeadLetters { select, now })
                 }

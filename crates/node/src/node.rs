@@ -233,12 +233,7 @@ fn join(ctx: &Arc<Context>, url: String) {
             if crate::membership::voters(&ctx).contains(&ctx.id()) {
                 return;
             }
-            let mut request = client.post(&endpoint).json(&body).timeout(attempt);
-            // Members check API tokens like any client; every node holds the bootstrap token.
-            if let crate::http::ApiAuth::Tokens { bootstrap } = &ctx.config.auth {
-                request = request.bearer_auth(bootstrap.expose());
-            }
-            match request.send().await {
+            match client.post(&endpoint).json(&body).timeout(attempt).send().await {
                 Ok(r) if r.status().is_success() => {
                     tracing::info!(node = ctx.id(), via = %url, "joined the cluster");
                     return;

@@ -212,9 +212,7 @@ fn show_job(ctx: &Ctx, j: &JobView) -> Result<String, CliError> {
             ),
         )
         .add("created", &j.created_at)
-        .add("created by", opt(j.created_by.as_ref()))
-        .add("updated", &j.updated_at)
-        .add("updated by", opt(j.updated_by.as_ref()));
+        .add("updated", &j.updated_at);
     Ok(f.render())
 }
 

@@ -19,21 +19,15 @@
 //!
 //! Only HTTP/1.1 (and 1.0) is served; the API has no use for h2c.
 //!
-//! Every request carries its peer address (`ConnectInfo`), and every response, the edge
-//! layers' own included, the headers of `browser::security_headers`.
-//!
 //! Shutdown: when `stop` turns true the listener closes, every connection is told to finish
 //! (an idle one closes at once, one with a request in flight once its response is written)
 //! and [`serve`] returns when the last one has.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::middleware;
 use axum::Router;
-use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
@@ -118,8 +112,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, mu
     let app = router
         .layer(middleware::from_fn_with_state(limits.clone(), edge::read_body))
         .layer(middleware::from_fn_with_state(limits.clone(), edge::check_head))
-        .layer(middleware::from_fn(edge::catch_panic))
-        .layer(middleware::from_fn(super::browser::security_headers));
+        .layer(middleware::from_fn(edge::catch_panic));
     let slots = limits.max_connections.max(1);
     let permits = Arc::new(Semaphore::new(slots as usize));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -136,9 +129,9 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, mu
             },
             () = stopped(&mut stop) => break,
         };
-        let (stream, peer) = tokio::select! {
+        let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok((stream, _)) => stream,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -147,7 +140,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, mu
             () = stopped(&mut stop) => break,
         };
         let (http, app, limits, stop) = (http.clone(), app.clone(), limits.clone(), stop.clone());
-        tokio::spawn(connection(stream, peer, permit, http, app, limits, stop));
+        tokio::spawn(connection(stream, permit, http, app, limits, stop));
     }
     drop(listener);
     // Every connection holds a slot until it ends: all slots back means all are done.
@@ -156,7 +149,6 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, mu
 
 async fn connection(
     stream: TcpStream,
-    peer: SocketAddr,
     _slot: OwnedSemaphorePermit,
     http: hyper::server::conn::http1::Builder,
     app: Router,
@@ -165,13 +157,7 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let io = StallGuard::new(TokioIo::new(stream), limits.write_stall);
-    // Every request learns its peer address (the rate limits of `auth` key on it).
-    let app = TowerToHyperService::new(app);
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        app.call(req)
-    });
-    let conn = http.serve_connection(io, service);
+    let conn = http.serve_connection(io, TowerToHyperService::new(app));
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
