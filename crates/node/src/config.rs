@@ -54,11 +54,9 @@ pub struct Config {
     pub signer: Option<crate::delivery::Signer>,
 }
 
-/// Default of [`Config::learner_max_lag`]: under two full AppendEntries batches
-/// ([`crate::raft::MAX_APPEND_ENTRIES`] each), which a live learner closes within a couple of
-/// round trips, and loose enough that a learner keeping up with a steady write load (which
-/// always trails by what is in flight) still qualifies. A learner that never answered has no
-/// match index and cannot qualify at any lag.
+/// Default of [`Config::learner_max_lag`]: at most two AppendEntries batches behind
+/// ([`crate::raft::MAX_APPEND_ENTRIES`] each), which a live learner closes within a few round
+/// trips; small enough that a learner that never answered (match index unknown) cannot pass.
 pub const DEFAULT_LEARNER_MAX_LAG: u64 = 100;
 
 /// Default of [`Config::learner_catch_up_timeout`]: long enough to stream a snapshot of tens

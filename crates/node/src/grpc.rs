@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use belfry_core::Command;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,8 +21,7 @@ use crate::proto::{
     ForwardRequest, InfoReply, NotLeader, QueryDeliveryReply, QueryDeliveryRequest, RaftPayload, ReadIndexReply,
     TakeLeadershipRequest,
 };
-use crate::raft::campaign::CampaignGate;
-use crate::raft::{chunk, NodeId, TypeConfig};
+use crate::raft::{NodeId, TypeConfig};
 use crate::worker::Worker;
 
 /// Serves every gRPC service of a node.
@@ -30,15 +29,12 @@ use crate::worker::Worker;
 pub struct Services {
     ctx: Arc<Context>,
     worker: Arc<Worker>,
-    campaign: Arc<CampaignGate>,
 }
 
 impl Services {
     /// Services backed by `ctx` and `worker`.
     pub fn new(ctx: Arc<Context>, worker: Arc<Worker>) -> Services {
-        let campaign = Arc::<CampaignGate>::default();
-        campaign.watch(ctx.raft.clone());
-        Services { ctx, worker, campaign }
+        Services { ctx, worker }
     }
 }
 
@@ -56,16 +52,7 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
 impl RaftService for Services {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let req: AppendEntriesRequest<TypeConfig> = decode(req)?;
-        let committed = req.leader_commit.map(|l| l.index);
-        let sent_last = req.entries.last().map(|e| e.log_id).or(req.prev_log_id).map(|l| l.index);
-        let reply = self.ctx.raft.append_entries(req).await;
-        let holds = match &reply {
-            Ok(AppendEntriesResponse::Success) => sent_last,
-            Ok(AppendEntriesResponse::PartialSuccess(matched)) => matched.map(|l| l.index),
-            _ => None,
-        };
-        self.campaign.observe(&self.ctx.raft, committed, holds);
-        encode(&reply)
+        encode(&self.ctx.raft.append_entries(req).await)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
@@ -74,11 +61,8 @@ impl RaftService for Services {
     }
 
     async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let req = chunk::decode(&req.into_inner().data).map_err(Status::invalid_argument)?;
-        let committed = req.meta.last_log_id.map(|l| l.index);
-        let reply = self.ctx.raft.install_snapshot(req).await;
-        self.campaign.observe(&self.ctx.raft, committed, None);
-        encode(&reply)
+        let req: InstallSnapshotRequest<TypeConfig> = decode(req)?;
+        encode(&self.ctx.raft.install_snapshot(req).await)
     }
 }
 

@@ -7,8 +7,7 @@
 //! ([`RpcTimeouts::append`]): openraft gives up on it after `heartbeat_interval` and retries
 //! the same range, and the retry joins the request still in flight rather than sending the
 //! batch again. A request larger than [`MAX_APPEND_BYTES`] with more than one entry is refused
-//! with `PayloadTooLarge` and an entries hint, so openraft splits it. Snapshot chunks travel
-//! framed ([`chunk`]), their bytes as they are.
+//! with `PayloadTooLarge` and an entries hint, so openraft splits it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,7 +27,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{chunk, NodeId, TypeConfig, MAX_APPEND_BYTES};
+use super::{NodeId, TypeConfig, MAX_APPEND_BYTES};
 use crate::config::Config;
 use crate::proto::raft_client::RaftClient;
 use crate::proto::RaftPayload;
@@ -273,20 +272,6 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let data = encode(req)?;
-        self.call_encoded(kind, data, option).await
-    }
-
-    /// [`PeerClient::call`] for a request already encoded.
-    async fn call_encoded<Resp, E>(
-        &mut self,
-        kind: Rpc,
-        data: Vec<u8>,
-        option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
-    where
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
         let bytes =
             send(self.client.clone(), &self.addr, kind, data, option.hard_ttl()).await.map_err(Failure::into_rpc)?;
         self.contacts.touch(self.target);
@@ -394,8 +379,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        let data = chunk::encode(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        self.call_encoded(Rpc::Snapshot, data, &option).await
+        self.call(Rpc::Snapshot, &req, &option).await
     }
 
     async fn vote(
