@@ -21,7 +21,7 @@ fi
 
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
-mkdir -p "$ctx/rootfs/usr/local/bin" "$ctx/rootfs/etc" "$ctx/data" "$ctx/tmp"
+mkdir -p "$ctx/rootfs/usr/local/bin" "$ctx/rootfs/etc" "$ctx/data" "$ctx/certs" "$ctx/tmp"
 cp "$bin" "$ctx/rootfs/usr/local/bin/belfry"
 # The release profile keeps line tables (75 MB of them); the image keeps symbols only.
 if command -v strip >/dev/null; then strip --strip-debug "$ctx/rootfs/usr/local/bin/belfry"; fi
@@ -48,8 +48,9 @@ cat > "$ctx/Dockerfile" <<DOCKERFILE
 FROM scratch
 COPY rootfs/ /
 # Created by these COPYs (not by the one above), so they are owned by the user; a named volume
-# mounted on /data starts with this ownership.
+# mounted on /data or /certs starts with this ownership.
 COPY --chown=$uid:$uid data /data
+COPY --chown=$uid:$uid certs /certs
 COPY --chown=$uid:$uid tmp /tmp
 USER $uid:$uid
 WORKDIR /data

@@ -33,6 +33,8 @@ export COMPOSE_FILE="$root/docker-compose.yml"
 export BELFRY_CHAOS_COMPOSE="${compose[*]}"
 export BELFRY_N1_PORT="$(free_port)" BELFRY_N2_PORT="$(free_port)" BELFRY_N3_PORT="$(free_port)"
 export BELFRY_SINK_PORT="$(free_port)" BELFRY_SLOW_SINK_PORT="$(free_port)"
+# The suite's whole load comes from one token; the per-token limit would only shape it.
+export BELFRY_RATE_LIMIT="${BELFRY_RATE_LIMIT:-0}"
 logs="$(mktemp -d)"
 
 teardown() {

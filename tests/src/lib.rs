@@ -1,6 +1,8 @@
 //! Process-level test harness: real `belfry serve` processes on ephemeral loopback ports, each
 //! in its own temp data dir, killed when the [`Cluster`] is dropped; plus an in-process
 //! recording sink ([`belfry_node::sink`]) and helpers to wait on conditions, never on time.
+//! Every node runs with API authentication on and the bootstrap token [`TOKEN`], which the
+//! shared client sends, and with peer TLS on, its certificates from [`certs_dir`].
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -31,6 +33,39 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// The bootstrap admin token of every node the harness starts (loopback test clusters only):
+/// [`Cluster::http`] sends it, and so must a `belfry` CLI a test runs (`BELFRY_TOKEN`).
+pub const TOKEN: &str = "bf_bootstrap_test-harness-loopback-only";
+
+/// The rate limit the harness gives its nodes unless a test passes `--rate-limit` itself:
+/// high enough that no functional test is throttled, so the limiter runs without shaping them.
+const HARNESS_RATE_LIMIT: &str = "100000";
+
+/// The peer certificates of every node the harness starts (`belfry certs` for nodes 1 to 9,
+/// made once per test process): nodes talk mutual TLS, as in production.
+pub fn certs_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temp dir for certificates");
+        let out = Command::new(binary())
+            .args(["certs", "--nodes", "1-9", "--dir"])
+            .arg(dir.path())
+            .output()
+            .expect("running belfry certs");
+        assert!(out.status.success(), "belfry certs failed: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+    .path()
+}
+
+/// A client that sends [`TOKEN`] on every request.
+pub fn http_client() -> reqwest::Client {
+    let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("a header value");
+    auth.set_sensitive(true);
+    let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
+    reqwest::Client::builder().default_headers(headers).build().expect("a reqwest client")
+}
+
 /// Reserves `n` free loopback ports. The listeners are closed just before use; the window for
 /// another process to take one is small, and a node failing to bind fails the test loudly.
 pub fn free_ports(n: usize) -> Vec<u16> {
@@ -58,7 +93,7 @@ pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     initial: String,
     _dir: tempfile::TempDir,
-    /// Shared HTTP client.
+    /// Shared HTTP client; it sends [`TOKEN`].
     pub http: reqwest::Client,
     /// Extra `belfry serve` flags for every node (e.g. `--snapshot-logs 50`).
     pub extra_args: Vec<String>,
@@ -93,7 +128,7 @@ impl Cluster {
             .collect();
         let initial = nodes.iter().map(|n| format!("{}={}", n.id, n.grpc)).collect::<Vec<_>>().join(",");
         let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
-        let mut cluster = Cluster { nodes, initial, _dir: dir, http: reqwest::Client::new(), extra_args };
+        let mut cluster = Cluster { nodes, initial, _dir: dir, http: http_client(), extra_args };
         for i in 0..n {
             cluster.spawn(i)?;
         }
@@ -126,6 +161,11 @@ impl Cluster {
             .env("BELFRY_LOG", std::env::var("BELFRY_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()))
             // The sink is on loopback; `--allow-private-targets=false` tests the default.
             .env("BELFRY_ALLOW_PRIVATE_TARGETS", "true")
+            // A test's own flags (`--rate-limit 2`, `--bootstrap-token …`) win over these.
+            .env("BELFRY_BOOTSTRAP_TOKEN", TOKEN)
+            .env("BELFRY_PEER_CERTS_DIR", certs_dir())
+            .env("BELFRY_RATE_LIMIT", HARNESS_RATE_LIMIT)
+            .env("BELFRY_RATE_BURST", HARNESS_RATE_LIMIT)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

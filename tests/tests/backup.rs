@@ -16,7 +16,7 @@ async fn backup_of(cluster: &Cluster, id: u64) -> anyhow::Result<Backup> {
 }
 
 fn belfry(args: &[&str], dir: &Path) -> anyhow::Result<String> {
-    let out = Command::new(binary()).args(args).current_dir(dir).output()?;
+    let out = Command::new(binary()).args(args).current_dir(dir).env("BELFRY_TOKEN", belfry_tests::TOKEN).output()?;
     anyhow::ensure!(out.status.success(), "belfry {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     Ok(String::from_utf8(out.stdout)?)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use belfry_core::api::{ErrorBody, ExecutionView, JobList, JobView};
-use belfry_tests::{wait_for, Cluster, Sink};
+use belfry_tests::{binary, wait_for, Cluster, Sink};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -137,6 +137,15 @@ async fn credential_headers_are_redacted_and_survive_a_get_edit_put() -> anyhow:
         assert_eq!((h["Authorization"].as_str(), h["X-Api-Key"].as_str()), ("<redacted>", "<redacted>"), "{view:?}");
         assert_eq!(h["X-Team"], "ops");
     }
+    let shown = std::process::Command::new(binary())
+        .args(["--endpoint", &cluster.url(1), "job", "get", "hook"])
+        .env_remove("BELFRY_ENDPOINT")
+        .env("BELFRY_TOKEN", belfry_tests::TOKEN)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success() && stdout.contains("<redacted>"), "{stdout}");
+    assert!(!stdout.contains("s3cret") && !stdout.contains("k-123"), "{stdout}");
+
     // Get, edit, put: the placeholders keep the stored values.
     let mut edited = serde_json::to_value(&get)?;
     let put_body = json!({

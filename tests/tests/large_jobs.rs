@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use belfry_core::job::{MAX_BODY_BYTES, MAX_HEADERS_BYTES, MAX_HEADER_VALUE_BYTES};
 use belfry_tests::{wait_for, Cluster};
+use futures::StreamExt;
 use serde_json::json;
 
 /// Jobs created: about 25 MiB of state at the largest spec.
@@ -89,9 +90,10 @@ async fn the_largest_jobs_by_the_hundred_keep_leadership_stable() -> anyhow::Res
     let behind_at = cluster.status(behind).await?.applied_index;
     cluster.kill(behind);
     let live: Vec<u64> = all.iter().copied().filter(|id| *id != behind).collect();
-    for i in 0..JOBS {
-        create_largest(&cluster, leader, i).await?;
-    }
+    // A few creates in flight at once: the leader appends them while earlier ones replicate.
+    let creates = futures::stream::iter((0..JOBS).map(|i| create_largest(&cluster, leader, i)));
+    let created: Vec<anyhow::Result<()>> = creates.buffer_unordered(4).collect().await;
+    created.into_iter().collect::<anyhow::Result<()>>()?;
     let created = started.elapsed();
     let leader = cluster.wait_for_leader(&live, SETTLE).await?;
     wait_for(Duration::from_secs(30), "the leader to purge the log behind its snapshot", || async {

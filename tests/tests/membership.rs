@@ -207,13 +207,28 @@ impl RaftService for Silent {
 }
 
 impl SilentPeer {
+    /// A silent peer answering as node `id` with node `id`'s certificate.
     async fn start(id: u64) -> anyhow::Result<SilentPeer> {
+        SilentPeer::start_as(id, id).await
+    }
+
+    /// A silent peer whose `Info` says node `id` and whose TLS certificate is node `cert`'s.
+    async fn start_as(id: u64, cert: u64) -> anyhow::Result<SilentPeer> {
+        let dir = belfry_tests::certs_dir();
+        let read = |name: String| std::fs::read(dir.join(name));
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                read(format!("node-{cert}.pem"))?,
+                read(format!("node-{cert}-key.pem"))?,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(read("ca.pem".into())?));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let service = Silent { id, addr };
         let incoming =
             futures::stream::unfold(listener, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
         let server = tonic::transport::Server::builder()
+            .tls_config(tls)?
             .add_service(ClusterServer::new(service.clone()))
             .add_service(RaftServer::new(service))
             .serve_with_incoming(incoming);
@@ -277,9 +292,14 @@ async fn bad_addresses_and_a_node_with_another_id_are_refused_and_change_nothing
         assert_eq!((status, body.error.field.as_deref()), (400, Some(field)), "{addr}: {body:?}");
         assert!(body.error.message.contains(says), "{addr}: {}", body.error.message);
     }
-    // A node that answers the probe as node 7 is not node 8.
+    // A node holding node 7's certificate is not node 8: the TLS handshake fails.
     let other = SilentPeer::start(7).await?;
     let (status, body) = error_of(add_member(&cluster, via, 8, &other.addr.to_string()).await?).await?;
+    assert_eq!((status, body.error.field.as_deref()), (400, Some("grpc_addr")), "{body:?}");
+    assert!(body.error.message.contains("certificate"), "{}", body.error.message);
+    // A node with node 8's certificate that says it is node 7 is refused too.
+    let confused = SilentPeer::start_as(7, 8).await?;
+    let (status, body) = error_of(add_member(&cluster, via, 8, &confused.addr.to_string()).await?).await?;
     assert_eq!((status, body.error.field.as_deref()), (400, Some("id")), "{body:?}");
     assert!(body.error.message.contains("is node 7"), "{}", body.error.message);
     unchanged_and_writable(&cluster, "after-bad-adds").await

@@ -183,6 +183,7 @@ async fn dead_letters_are_requeued_under_their_key_and_purged_and_counted() -> a
     // The rest by job, through the CLI.
     let out = std::process::Command::new(belfry_tests::binary())
         .args(["--endpoint", &url, "-o", "json", "dlq", "purge", "--job", "broken"])
+        .env("BELFRY_TOKEN", belfry_tests::TOKEN)
         .output()?;
     assert!(out.status.success(), "belfry dlq purge: {}", String::from_utf8_lossy(&out.stderr));
     let done: DeadLetterResult = serde_json::from_slice(&out.stdout)?;

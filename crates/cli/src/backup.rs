@@ -23,10 +23,26 @@ pub struct RestoreArgs {
     pub data_dir: PathBuf,
 }
 
-/// Takes a consistent backup through `endpoint` and writes it atomically to `out`.
-pub async fn backup(endpoint: &str, args: BackupArgs) -> anyhow::Result<()> {
+/// Takes a consistent backup through `endpoint` (with `token`, which needs the operator role;
+/// trusting the CA certificates of `ca_pem` for https) and writes it atomically to `out`.
+pub async fn backup(
+    endpoint: &str,
+    token: Option<&str>,
+    ca_pem: Option<&[u8]>,
+    args: BackupArgs,
+) -> anyhow::Result<()> {
     let url = format!("{}/v1/backup", endpoint.trim_end_matches('/'));
-    let response = reqwest::Client::new().get(&url).send().await.with_context(|| format!("reaching {url}"))?;
+    let mut http = reqwest::Client::builder();
+    for cert in
+        ca_pem.map(reqwest::Certificate::from_pem_bundle).transpose().context("--ca-cert")?.into_iter().flatten()
+    {
+        http = http.add_root_certificate(cert);
+    }
+    let mut request = http.build()?.get(&url);
+    if let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.with_context(|| format!("reaching {url}"))?;
     let status = response.status();
     let bytes = response.bytes().await?;
     if !status.is_success() {
@@ -34,7 +50,7 @@ pub async fn backup(endpoint: &str, args: BackupArgs) -> anyhow::Result<()> {
     }
     let backup: belfry_core::api::Backup = serde_json::from_slice(&bytes).context("the answer is not a backup")?;
     let tmp = args.out.with_extension("tmp");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    write_private(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &args.out)?;
     println!(
         "backup of {} jobs and {} fires at index {} written to {}",
@@ -56,4 +72,17 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     Ok(())
+}
+
+/// Writes `bytes` to a new file only its owner can read: a backup holds every job's target,
+/// header values (credentials) included.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

@@ -1,4 +1,7 @@
 //! `belfry dev`: a 3-node cluster on loopback, a demo sink and a demo job, in one process.
+//! Peer TLS is on, with a CA and node certificates made in `<dir>/certs` on the first run.
+//! Authentication is on: the nodes share one bootstrap admin token, `BELFRY_BOOTSTRAP_TOKEN`
+//! or a random one, printed with the `export BELFRY_TOKEN=…` line the CLI needs.
 
 use std::path::PathBuf;
 
@@ -30,19 +33,38 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let sink_addr = SocketAddr::from((ip, args.sink_port));
     let (sink_addr, sink) = belfry_node::sink::bind(sink_addr, Default::default()).await?;
 
+    let bootstrap = match std::env::var("BELFRY_BOOTSTRAP_TOKEN") {
+        Ok(token) => belfry_node::http::BootstrapToken::new(&token)
+            .map_err(|e| anyhow::anyhow!("BELFRY_BOOTSTRAP_TOKEN: {e}"))?,
+        Err(_) => {
+            belfry_node::http::BootstrapToken::new(&belfry_node::http::random_token()).map_err(anyhow::Error::msg)?
+        }
+    };
+    // Peer TLS as in production: a CA and node certificates kept with the data.
+    let certs = args.data_dir.join("certs");
+    crate::certs::ensure(&certs, &[1, 2, 3], &[], false)?;
     let mut nodes = Vec::new();
     for i in 0..3u16 {
         let id = u64::from(i) + 1;
         let mut c = belfry_node::Config::new(id, http(i), grpc(i), args.data_dir.join(id.to_string()));
         c.initial_cluster = members.clone();
+        let file = |name: String| certs.join(name);
+        c.peer_tls = Some(belfry_node::peer_tls::PeerTls::load(
+            id,
+            &file("ca.pem".into()),
+            &file(format!("node-{id}.pem")),
+            &file(format!("node-{id}-key.pem")),
+        )?);
         // The demo sink is on loopback.
         c.egress = belfry_node::egress::EgressPolicy::allowing_private();
+        c.auth = belfry_node::http::ApiAuth::Tokens { bootstrap: bootstrap.clone() };
+        c.rate_limit = Some(belfry_node::http::RateLimit::default());
         nodes.push(belfry_node::Node::start(c).await?);
     }
 
     let endpoint = format!("http://{}", http(0));
     let sink_url = format!("http://{sink_addr}/demo");
-    create_demo_job(&endpoint, &sink_url).await;
+    create_demo_job(&endpoint, bootstrap.expose(), &sink_url).await;
 
     println!();
     println!("belfry dev: a 3-node cluster on loopback, data in {}", args.data_dir.display());
@@ -50,12 +72,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("  node {}  http://{}  (gRPC {})", i + 1, http(i), grpc(i));
     }
     println!("  sink    http://{sink_addr}  (received deliveries: http://{sink_addr}/_sink/deliveries)");
-    println!("  admin   {endpoint}/");
+    println!("  admin   {endpoint}/  (its token field takes the admin token below)");
+    println!("  certs   {}  (peer TLS: `belfry certs --dir {0} --nodes 4` for a node to add)", certs.display());
+    println!();
+    println!("The admin token of this run (the CLI reads BELFRY_TOKEN):");
+    println!("  export BELFRY_TOKEN={}", bootstrap.expose());
     println!();
     println!("Try:");
     println!("  belfry job list");
     println!("  belfry exec list --job demo");
-    println!("  curl -s {endpoint}/v1/cluster");
+    println!("  curl -s -H \"Authorization: Bearer $BELFRY_TOKEN\" {endpoint}/v1/cluster");
     println!();
     println!("Ctrl-C stops the cluster; run `belfry dev` again to restart it with its data.");
 
@@ -69,7 +95,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
 /// Creates the demo job (a POST to the sink every 10 s) once a leader is up; keeps it if it
 /// exists from an earlier run.
-async fn create_demo_job(endpoint: &str, sink_url: &str) {
+async fn create_demo_job(endpoint: &str, token: &str, sink_url: &str) {
     let spec = serde_json::json!({
         "name": "demo",
         "schedule": {"every": "10s"},
@@ -77,7 +103,7 @@ async fn create_demo_job(endpoint: &str, sink_url: &str) {
     });
     let http = reqwest::Client::new();
     for _ in 0..50 {
-        let sent = http.post(format!("{endpoint}/v1/jobs")).json(&spec).send().await;
+        let sent = http.post(format!("{endpoint}/v1/jobs")).bearer_auth(token).json(&spec).send().await;
         match sent.map(|r| r.status().as_u16()) {
             Ok(201) | Ok(409) => return,
             _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,

@@ -1,7 +1,8 @@
-//! The `belfry` binary: the server commands (`serve`, `dev`, `sink`) and the client commands
-//! (`job`, `exec`, `dlq`, `schedule`, `cluster`; see [`cmd`] and docs/CLI.md).
+//! The `belfry` binary: the server commands (`serve`, `dev`, `sink`, `certs`) and the client commands
+//! (`job`, `exec`, `dlq`, `schedule`, `cluster`, `token`; see [`cmd`] and docs/CLI.md).
 
 mod backup;
+mod certs;
 mod cmd;
 mod config_file;
 mod dev;
@@ -31,6 +32,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a 3-node cluster on loopback with a demo sink and job.
     Dev(dev::DevArgs),
+    /// Make a cluster CA and node certificates for peer TLS (reusing the CA in --dir).
+    Certs(certs::CertsArgs),
     /// Run a recording webhook receiver.
     Sink(sink::SinkArgs),
     /// Write a consistent backup of the cluster's state (through --endpoint) to a file.
@@ -51,7 +54,11 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Sink(args) => sink::run(args).await,
-        Command::Backup(args) => backup::backup(&cli.client.endpoint, args).await,
+        Command::Certs(args) => certs::run(args),
+        Command::Backup(args) => match cli.client.ca_pem() {
+            Ok(ca) => backup::backup(&cli.client.endpoint, cli.client.token.as_deref(), ca.as_deref(), args).await,
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        },
         Command::Restore(args) => backup::restore(args),
         Command::Probe(args) => return probe::run(args).await,
         Command::Client(command) => return cmd::run(cli.client, command).await,

@@ -5,6 +5,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// Longest `--heartbeat-ms`: raft's timers are derived from it, and beyond this a leader's
+/// failure would go unnoticed for minutes.
+const MAX_HEARTBEAT_MS: u64 = 10_000;
+/// Longest `--election-timeout-ms` (the maximum election timeout is twice it).
+const MAX_ELECTION_TIMEOUT_MS: u64 = 60_000;
 /// The default of `--learner-catch-up-timeout-ms`.
 const CATCH_UP_MS: u64 = belfry_node::config::DEFAULT_LEARNER_CATCH_UP_TIMEOUT.as_millis() as u64;
 
@@ -102,6 +107,80 @@ pub struct ServeArgs {
     /// redirect not followed is the attempt's (permanent) answer.
     #[arg(long, env = "BELFRY_FOLLOW_REDIRECTS", default_value_t = 0)]
     pub follow_redirects: u8,
+
+    // Peer TLS (docs/SECURITY.md).
+    /// A directory made by `belfry certs`: its ca.pem, node-<id>.pem and node-<id>-key.pem
+    /// are --peer-ca, --peer-cert and --peer-key.
+    #[arg(long, env = "BELFRY_PEER_CERTS_DIR")]
+    pub peer_certs_dir: Option<PathBuf>,
+    /// The cluster CA certificate (PEM): every node's certificate must be signed by it.
+    #[arg(long, env = "BELFRY_PEER_CA")]
+    pub peer_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), naming node-<id>.belfry.
+    #[arg(long, env = "BELFRY_PEER_CERT")]
+    pub peer_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "BELFRY_PEER_KEY")]
+    pub peer_key: Option<PathBuf>,
+    /// Run gRPC between nodes in plaintext with no identity checks: any process that reaches
+    /// a gRPC port can then act as a node. Only where no one else can reach those ports
+    /// (loopback tests); logs a warning.
+    #[arg(
+        long,
+        env = "BELFRY_INSECURE_PEER",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub insecure_peer: bool,
+    /// TLS on the HTTP API: the server's certificate chain (PEM). With --http-tls-key.
+    #[arg(long, env = "BELFRY_HTTP_TLS_CERT", requires = "http_tls_key")]
+    pub http_tls_cert: Option<PathBuf>,
+    /// The HTTP API certificate's private key (PEM).
+    #[arg(long, env = "BELFRY_HTTP_TLS_KEY", requires = "http_tls_cert")]
+    pub http_tls_key: Option<PathBuf>,
+
+    // API access (docs/SECURITY.md).
+    /// The bootstrap admin token (id `bootstrap`), at least 16 visible ASCII characters; API
+    /// authentication is on once it (or --auth-file) is given. Prefer the environment variable
+    /// or --auth-file: every local user can read a command line.
+    #[arg(long, env = "BELFRY_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
+    /// A file whose first line is the bootstrap token (instead of BELFRY_BOOTSTRAP_TOKEN).
+    #[arg(long, env = "BELFRY_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Serve the API without tokens: whoever reaches the HTTP port may do anything. Required
+    /// to start without a bootstrap token; logs a warning.
+    #[arg(
+        long,
+        env = "BELFRY_NO_AUTH",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub no_auth: bool,
+    /// Ask for a viewer token on /metrics too (open by default, for scrapers).
+    #[arg(
+        long,
+        env = "BELFRY_METRICS_AUTH",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub metrics_auth: bool,
+    /// Requests per second per API token on this node, and per client address for requests
+    /// without a valid token (429 beyond); 0 turns the limit off.
+    #[arg(long, env = "BELFRY_RATE_LIMIT", default_value_t = belfry_node::http::rate::DEFAULT_PER_SECOND)]
+    pub rate_limit: u32,
+    /// Requests a token (or address) may make at once before --rate-limit paces it.
+    #[arg(long, env = "BELFRY_RATE_BURST", default_value_t = belfry_node::http::rate::DEFAULT_BURST)]
+    pub rate_burst: u32,
+    /// Most live jobs the cluster may hold; a create beyond is 409 `quota_exceeded`.
+    #[arg(long, env = "BELFRY_MAX_JOBS", default_value_t = belfry_node::http::DEFAULT_MAX_JOBS)]
+    pub max_jobs: u64,
 }
 
 /// Whether `--signing-secret` (not `--signing-secret-file`) is on the command line `argv`,
@@ -136,20 +215,19 @@ impl ServeArgs {
         c.join = self.join.clone();
         c.heartbeat = std::time::Duration::from_millis(self.heartbeat_ms);
         c.election_timeout = std::time::Duration::from_millis(self.election_timeout_ms);
-        if self.election_timeout_ms <= self.heartbeat_ms.saturating_mul(2) {
-            anyhow::bail!("--election-timeout-ms must be more than twice --heartbeat-ms");
-        }
+        check_raft_timing(self.heartbeat_ms, self.election_timeout_ms, self.learner_catch_up_timeout_ms)?;
         c.snapshot_logs = self.snapshot_logs;
         c.keep_logs = self.keep_logs;
-        if self.learner_catch_up_timeout_ms == 0 {
-            anyhow::bail!("--learner-catch-up-timeout-ms must be positive");
-        }
         c.learner_max_lag = self.learner_max_lag;
         c.learner_catch_up_timeout = std::time::Duration::from_millis(self.learner_catch_up_timeout_ms);
         c.lease = std::time::Duration::from_millis(self.lease_ms);
         c.max_clock_skew = std::time::Duration::from_millis(self.max_clock_skew_ms);
-        c.signing_secret = self.signing_secret.clone();
         self.egress_and_signing(&mut c)?;
+        self.api_access(&mut c)?;
+        c.peer_tls = self.peer_tls()?;
+        if let (Some(cert), Some(key)) = (&self.http_tls_cert, &self.http_tls_key) {
+            c.http_tls = Some(belfry_node::http::HttpTls::load(cert, key).map_err(anyhow::Error::msg)?);
+        }
         Ok(c)
     }
 
@@ -174,8 +252,6 @@ impl ServeArgs {
             (None, Some(secret)) => Some(belfry_node::delivery::Signer::from_secret(secret)),
             (None, None) => None,
         };
-        // Workers still take the signing key from the Deliver RPC.
-        c.signing_secret = c.signer.as_ref().and_then(|s| s.primary_secret());
         Ok(())
     }
 }
@@ -227,4 +303,107 @@ pub async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+impl ServeArgs {
+    /// The peer certificates these flags name; `None` with `--insecure-peer`. Without either
+    /// the node refuses to start.
+    fn peer_tls(&self) -> anyhow::Result<Option<belfry_node::peer_tls::PeerTls>> {
+        let dir = self.peer_certs_dir.as_ref();
+        let pick = |flag: &Option<PathBuf>, file: String| flag.clone().or_else(|| dir.map(|d| d.join(file)));
+        let ca = pick(&self.peer_ca, "ca.pem".into());
+        let cert = pick(&self.peer_cert, format!("node-{}.pem", self.id));
+        let key = pick(&self.peer_key, format!("node-{}-key.pem", self.id));
+        match (ca, cert, key, self.insecure_peer) {
+            (None, None, None, true) => Ok(None),
+            (Some(_), _, _, true) | (_, Some(_), _, true) | (_, _, Some(_), true) => {
+                anyhow::bail!("--insecure-peer and peer certificates: give one")
+            }
+            (Some(ca), Some(cert), Some(key), false) => {
+                Ok(Some(belfry_node::peer_tls::PeerTls::load(self.id, &ca, &cert, &key)?))
+            }
+            (None, None, None, false) => anyhow::bail!(
+                "no peer certificates: give --peer-certs-dir (make one with `belfry certs`) or --peer-ca, --peer-cert \
+                 and --peer-key (see docs/SECURITY.md), or pass --insecure-peer to run gRPC between nodes in plaintext"
+            ),
+            _ => anyhow::bail!("--peer-ca, --peer-cert and --peer-key go together (or --peer-certs-dir for all three)"),
+        }
+    }
+
+    /// Authentication, rate limits and the job cap these flags describe. Without a bootstrap
+    /// token the node refuses to start unless `--no-auth` is given.
+    fn api_access(&self, c: &mut belfry_node::Config) -> anyhow::Result<()> {
+        use belfry_node::http::{ApiAuth, BootstrapToken, RateLimit};
+        let from_file = match &self.auth_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--auth-file {}: {e}", path.display()))?;
+                Some(text.lines().next().unwrap_or("").to_string())
+            }
+        };
+        let token = match (&self.bootstrap_token, from_file) {
+            (Some(_), Some(_)) => anyhow::bail!("--auth-file and --bootstrap-token (BELFRY_BOOTSTRAP_TOKEN): give one"),
+            (Some(token), None) => Some(BootstrapToken::new(token).map_err(anyhow::Error::msg)?),
+            (None, Some(line)) => Some(BootstrapToken::new(&line).map_err(|e| anyhow::anyhow!("--auth-file: {e}"))?),
+            (None, None) => None,
+        };
+        c.auth = match (token, self.no_auth) {
+            (Some(_), true) => anyhow::bail!("--no-auth and a bootstrap token: give one"),
+            (Some(bootstrap), false) => ApiAuth::Tokens { bootstrap },
+            (None, true) => ApiAuth::Off,
+            (None, false) => anyhow::bail!(
+                "no bootstrap token: set BELFRY_BOOTSTRAP_TOKEN or --auth-file (see docs/SECURITY.md), or pass \
+                 --no-auth to serve the API to anyone who can reach it"
+            ),
+        };
+        c.metrics_auth = self.metrics_auth;
+        c.rate_limit = match (self.rate_limit, self.rate_burst) {
+            (0, _) => None,
+            (_, 0) => anyhow::bail!("--rate-burst must be positive when --rate-limit is"),
+            (rate, burst) => RateLimit::new(rate, burst),
+        };
+        if self.max_jobs == 0 {
+            anyhow::bail!("--max-jobs must be positive");
+        }
+        c.max_jobs = self.max_jobs;
+        Ok(())
+    }
+}
+
+/// Refuses raft timing flags that would stall or break raft's timers.
+fn check_raft_timing(heartbeat_ms: u64, election_timeout_ms: u64, catch_up_ms: u64) -> anyhow::Result<()> {
+    if heartbeat_ms == 0 || heartbeat_ms > MAX_HEARTBEAT_MS {
+        anyhow::bail!("--heartbeat-ms must be between 1 and {MAX_HEARTBEAT_MS}");
+    }
+    if election_timeout_ms > MAX_ELECTION_TIMEOUT_MS {
+        anyhow::bail!("--election-timeout-ms must be at most {MAX_ELECTION_TIMEOUT_MS}");
+    }
+    if election_timeout_ms <= heartbeat_ms.saturating_mul(2) {
+        anyhow::bail!("--election-timeout-ms must be more than twice --heartbeat-ms");
+    }
+    if catch_up_ms == 0 {
+        anyhow::bail!("--learner-catch-up-timeout-ms must be positive");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod raft_timing_tests {
+    use super::check_raft_timing;
+
+    #[test]
+    fn raft_timing_flags_are_bounded_and_named_when_refused() {
+        assert!(check_raft_timing(250, 600, 60_000).is_ok());
+        for (heartbeat, election, catch_up, flag) in [
+            (0, 600, 60_000, "--heartbeat-ms"),
+            (u64::MAX / 2, u64::MAX, 60_000, "--heartbeat-ms"),
+            (250, 600_000, 60_000, "--election-timeout-ms"),
+            (250, 500, 60_000, "--election-timeout-ms"),
+            (250, 600, 0, "--learner-catch-up-timeout-ms"),
+        ] {
+            let err = check_raft_timing(heartbeat, election, catch_up).expect_err(flag).to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+    }
 }

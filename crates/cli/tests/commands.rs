@@ -44,6 +44,7 @@ async fn belfry(endpoint: &str, args: &[&str]) -> Run {
         .arg(endpoint)
         .args(args)
         .env_remove("BELFRY_ENDPOINT")
+        .env("BELFRY_TOKEN", belfry_tests::TOKEN)
         .output()
         .await
         .expect("running belfry");

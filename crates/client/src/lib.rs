@@ -9,15 +9,20 @@
 //! Errors are typed by who is at fault ([`Error`]). Paging: the `list_*` calls return one page
 //! and its cursor; the `*_all` calls follow cursors to the end.
 //!
+//! Authentication: [`Client::with_token`] sends `Authorization: Bearer <token>` on every
+//! request (the CLI takes it from `BELFRY_TOKEN`); the token is marked sensitive, so it never
+//! shows in `Debug` output.
+//!
 //! Left out: retries (a write that timed out has an unknown outcome; retrying it is the
-//! caller's decision), authentication (the API has none yet).
+//! caller's decision).
 
 mod error;
 
 use std::time::Duration;
 
 use belfry_core::api::{
-    ClusterView, DeadLetterResult, ExecutionList, ExecutionView, Instants, JobList, JobView, PreviewRequest,
+    ClusterView, DeadLetterResult, ExecutionList, ExecutionView, Instants, JobList, JobView, NewToken, PreviewRequest,
+    TokenList, TokenRequest,
 };
 use belfry_core::{DeadLetterSelector, JobSpec, NodeId};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -30,7 +35,7 @@ pub use error::Error;
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// The largest page the server hands out; the `*_all` helpers ask for it.
-pub const MAX_PAGE: usize = 1000;
+pub const MAX_PAGE: usize = 500;
 /// How long a request may take unless [`Client::with_timeout`] says otherwise. Trigger and
 /// requeue wait up to 5 s on the server for the fire to apply; writes wait for a commit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +47,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Client {
     base: reqwest::Url,
     http: reqwest::Client,
+    timeout: Duration,
+    token: Option<reqwest::header::HeaderValue>,
 }
 
 /// Filters and paging of `GET /v1/jobs`.
@@ -50,7 +57,7 @@ pub struct JobQuery {
     /// Only paused (`true`) or only active (`false`) jobs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
-    /// Page size, 1..=1000 (server default 100).
+    /// Page size, 1..=1000 (server default 100); a page holds at most 500.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
@@ -67,7 +74,7 @@ pub struct ExecutionQuery {
     /// Only fires in this status (`succeeded`, `dead_lettered`, ...); ignored by dead-letters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// Page size, 1..=1000 (server default 100).
+    /// Page size, 1..=1000 (server default 100); a page holds at most 500.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
@@ -108,6 +115,17 @@ pub struct Readiness {
     pub checklist: String,
 }
 
+fn http_client(timeout: Duration, roots: Option<Vec<reqwest::Certificate>>) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .user_agent(concat!("belfry-client/", env!("CARGO_PKG_VERSION")));
+    for cert in roots.into_iter().flatten() {
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build()
+}
+
 impl Client {
     /// A client for the node at `endpoint` (`http://host:port`; a bare `host:port` means http).
     pub fn new(endpoint: &str) -> Result<Client> {
@@ -131,13 +149,40 @@ impl Client {
         // Paths are appended segment by segment; a trailing slash would add an empty one.
         let trimmed = base.path().trim_end_matches('/').to_string();
         base.set_path(&trimmed);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-            .user_agent(concat!("belfry-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| invalid(&e.to_string()))?;
-        Ok(Client { base, http })
+        let http = http_client(timeout, None).map_err(|e| invalid(&e.to_string()))?;
+        Ok(Client { base, http, timeout, token: None })
+    }
+
+    /// The same client, trusting the CA certificates of the PEM `ca` for `https://`
+    /// endpoints (besides the usual public roots); `None` changes nothing.
+    pub fn with_ca_cert(mut self, ca: Option<&[u8]>) -> Result<Client> {
+        let Some(pem) = ca else { return Ok(self) };
+        let invalid = |reason: String| Error::InvalidEndpoint { endpoint: self.base.to_string(), reason };
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| invalid(format!("CA certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid("CA certificate: no PEM certificate in it".into()));
+        }
+        self.http = http_client(self.timeout, Some(certs)).map_err(|e| invalid(e.to_string()))?;
+        Ok(self)
+    }
+
+    /// The same client, sending `token` as `Authorization: Bearer` on every request (none when
+    /// `None` or empty). A token that cannot be a header value is refused.
+    pub fn with_token(mut self, token: Option<&str>) -> Result<Client> {
+        self.token = match token.map(str::trim).filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => {
+                let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                    Error::InvalidEndpoint {
+                        endpoint: self.base.to_string(),
+                        reason: "the API token has characters a header cannot carry".into(),
+                    }
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(self)
     }
 
     /// The base URL requests go to.
@@ -294,6 +339,23 @@ impl Client {
         self.json(self.request(Method::POST, &["v1", "cluster", "transfer-leadership"]).json(&body)).await
     }
 
+    // ---- tokens ----
+
+    /// `POST /v1/tokens`: a new token; the answer is the only time its secret is shown.
+    pub async fn create_token(&self, request: &TokenRequest) -> Result<NewToken> {
+        self.json(self.request(Method::POST, &["v1", "tokens"]).json(request)).await
+    }
+
+    /// `GET /v1/tokens`: every replicated token (never secrets).
+    pub async fn list_tokens(&self) -> Result<TokenList> {
+        self.json(self.request(Method::GET, &["v1", "tokens"])).await
+    }
+
+    /// `DELETE /v1/tokens/{id}`: revokes a token.
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        self.empty(self.request(Method::DELETE, &["v1", "tokens", id])).await
+    }
+
     /// `GET /healthz`: the liveness answer's text.
     pub async fn healthz(&self) -> Result<String> {
         self.text(self.request(Method::GET, &["healthz"])).await
@@ -323,7 +385,11 @@ impl Client {
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
-        self.http.request(method, url)
+        let request = self.http.request(method, url);
+        match &self.token {
+            Some(token) => request.header(reqwest::header::AUTHORIZATION, token.clone()),
+            None => request,
+        }
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<(String, reqwest::Response)> {
@@ -425,6 +491,17 @@ mod tests {
         let c = Client::new("https://belfry.example/api/").unwrap();
         let url = c.request(Method::GET, &["v1", "jobs", "a/b"]).build().unwrap().url().to_string();
         assert_eq!(url, "https://belfry.example/api/v1/jobs/a%2Fb");
+    }
+
+    #[test]
+    fn a_token_goes_on_every_request_and_stays_out_of_debug_output() {
+        let c = Client::new("127.0.0.1:7101").unwrap().with_token(Some("bf_abc_secret")).unwrap();
+        let request = c.request(Method::GET, &["v1", "jobs"]).build().unwrap();
+        assert_eq!(request.headers()[reqwest::header::AUTHORIZATION], "Bearer bf_abc_secret");
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
+        let none = Client::new("127.0.0.1:7101").unwrap().with_token(Some("  ")).unwrap();
+        assert!(none.request(Method::GET, &["v1"]).build().unwrap().headers().get("authorization").is_none());
+        assert!(Client::new("127.0.0.1:7101").unwrap().with_token(Some("a\nb")).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fire::{Attempt, Fire, FireStatus, NodeId};
 use crate::job::{HistoryPolicy, HttpTarget, Job, MisfirePolicy, OverlapPolicy, RetryPolicy};
+use crate::state::tokens::{Role, Token};
 
 /// RFC 3339 UTC with milliseconds, the one format of every instant belfry exchanges.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -44,6 +45,12 @@ pub struct JobView {
     pub created_at: String,
     /// Time of the last change.
     pub updated_at: String,
+    /// The id of the token that created it (null with authentication off).
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// The id of the token behind the last change.
+    #[serde(default)]
+    pub updated_by: Option<String>,
 }
 
 impl From<&Job> for JobView {
@@ -64,6 +71,8 @@ impl From<&Job> for JobView {
             next_fire_at: job.next_fire_at.map(rfc3339),
             created_at: rfc3339(job.created_at),
             updated_at: rfc3339(job.updated_at),
+            created_by: job.created_by.clone(),
+            updated_by: job.updated_by.clone(),
         }
     }
 }
@@ -148,6 +157,12 @@ pub struct ExecutionView {
     pub next_attempt_at: Option<String>,
     /// Why it was skipped, coalesced or dead-lettered.
     pub note: Option<String>,
+    /// The id of the token that triggered a manual fire.
+    #[serde(default)]
+    pub triggered_by: Option<String>,
+    /// The id of the token behind the last requeue.
+    #[serde(default)]
+    pub requeued_by: Option<String>,
     /// Every attempt; only in `GET /v1/executions/{key}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_log: Option<Vec<AttemptView>>,
@@ -172,6 +187,8 @@ impl ExecutionView {
             duration_ms: last.map(|a| a.duration_ms()),
             next_attempt_at: f.next_attempt_at.filter(|_| f.status == FireStatus::RetryWaiting).map(rfc3339),
             note: f.note.clone(),
+            triggered_by: f.triggered_by.clone(),
+            requeued_by: f.requeued_by.clone(),
             attempt_log: detail.then(|| f.attempts.iter().map(AttemptView::from).collect()),
         }
     }
@@ -305,4 +322,58 @@ pub struct Backup {
 impl Backup {
     /// The format tag of this version.
     pub const FORMAT: &'static str = "belfry-backup/1";
+}
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// `viewer`, `editor`, `operator` or `admin`.
+    pub role: Role,
+    /// What the token is for (`ci`, `grafana`): 1 to 64 bytes.
+    pub name: String,
+}
+
+/// A token as the API shows it: never its secret or the secret's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    /// Public id, for revocation and in the `*_by` fields.
+    pub id: String,
+    /// What it may do.
+    pub role: Role,
+    /// What it is for.
+    pub name: String,
+    /// Creation time.
+    pub created_at: String,
+    /// The id of the token that created it.
+    pub created_by: Option<String>,
+}
+
+impl From<&Token> for TokenView {
+    fn from(t: &Token) -> Self {
+        TokenView {
+            id: t.id.clone(),
+            role: t.role,
+            name: t.name.clone(),
+            created_at: rfc3339(t.created_at),
+            created_by: t.created_by.clone(),
+        }
+    }
+}
+
+/// What `POST /v1/tokens` answers: the only time the whole token is ever shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewToken {
+    /// `bf_<id>_<secret>`, for `Authorization: Bearer`.
+    pub token: String,
+    /// The stored token.
+    #[serde(flatten)]
+    pub view: TokenView,
+}
+
+/// `GET /v1/tokens`: every replicated token, in id order (the bootstrap token is not one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    /// The tokens.
+    pub tokens: Vec<TokenView>,
 }

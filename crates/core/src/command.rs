@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApplyError;
 use crate::fire::{Attempt, Dispatch, FireKey, NodeId};
 use crate::job::{Job, JobSpec, JobUid};
+use crate::state::tokens::{Role, Token};
 
 /// Who sends a fire, under which term, and until when a send may start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,31 +53,75 @@ pub struct Completion {
 
 /// A state machine command. `now` is the proposer's clock: apply() never reads a clock, so every
 /// replica computes the same state from the same log.
+///
+/// `by` is the id of the API token that made a write (`bootstrap` for a node's bootstrap token,
+/// absent with authentication off and in entries written before tokens existed). It is recorded
+/// on what the write leaves behind (`created_by`/`updated_by` on a job, `triggered_by` and
+/// `requeued_by` on a fire); writes that leave nothing behind (deletes, purges, revocations)
+/// carry none and are audited in the node's log instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
-    /// Create a job.
-    CreateJob { spec: JobSpec, now: DateTime<Utc> },
+    /// Create a job; refused with [`ApplyError::QuotaExceeded`] when `max_jobs` live jobs exist
+    /// (the proposer's `--max-jobs`, carried in the entry so every replica decides alike).
+    CreateJob {
+        spec: JobSpec,
+        now: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_jobs: Option<u64>,
+    },
     /// Replace a job's spec, optionally only at a given version.
-    ReplaceJob { spec: JobSpec, if_version: Option<u64>, now: DateTime<Utc> },
-    /// Delete a job: its queued and retry-waiting fires are cancelled, a dispatched one finishes
-    /// its current attempt and is never retried.
+    ReplaceJob {
+        spec: JobSpec,
+        if_version: Option<u64>,
+        now: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// Delete a job; its unfinished fires still finish.
     DeleteJob { name: String },
     /// Pause a job: it claims no fires.
-    PauseJob { name: String, now: DateTime<Utc> },
+    PauseJob {
+        name: String,
+        now: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// Resume a job; what it missed meets the misfire policy.
-    ResumeJob { name: String, now: DateTime<Utc> },
+    ResumeJob {
+        name: String,
+        now: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// Fire a job now, with a key of its own. The fire is queued; the leader's ticker
     /// dispatches it, so a trigger proposed through a follower is still sent by the leader.
-    TriggerJob { name: String, now: DateTime<Utc> },
+    TriggerJob {
+        name: String,
+        now: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// The ticker's batch: claims of due instants and redispatches of existing fires.
     Fire { now: DateTime<Utc>, claims: Vec<Claim>, redispatches: Vec<Redispatch> },
     /// Outcomes reported by workers.
     Complete { now: DateTime<Utc>, completions: Vec<Completion> },
     /// Move a dead-lettered fire back to the queue, keeping its key.
-    Requeue { key: FireKey, now: DateTime<Utc> },
+    Requeue {
+        key: FireKey,
+        now: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// Move the selected dead letters back to the queue, each keeping its key; all or none.
-    RequeueDeadLetters { select: DeadLetterSelector, now: DateTime<Utc> },
+    RequeueDeadLetters {
+        select: DeadLetterSelector,
+        now: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// Forget the selected dead letters; all or none.
     PurgeDeadLetters { select: DeadLetterSelector, now: DateTime<Utc> },
     /// Seed an empty cluster with the state of a backup (`belfry restore`).
@@ -84,6 +129,22 @@ pub enum Command {
         #[serde(with = "as_json_string")]
         data: Box<crate::Data>,
     },
+    /// Add an API token. The entry carries the SHA-256 of the secret, never the secret.
+    CreateToken {
+        /// Public id, [`crate::state::tokens::TOKEN_ID_LEN`] lowercase letters and digits.
+        id: String,
+        /// What the token may do.
+        role: Role,
+        /// What it is for, for people (`ci`, `grafana`).
+        name: String,
+        /// Lowercase hex SHA-256 of the secret part.
+        secret_sha256: String,
+        now: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// Remove an API token: from the moment a node applies this, it refuses the token.
+    RevokeToken { id: String },
 }
 
 impl Command {
@@ -99,8 +160,9 @@ impl Command {
             | Command::Complete { now, .. }
             | Command::Requeue { now, .. }
             | Command::RequeueDeadLetters { now, .. }
-            | Command::PurgeDeadLetters { now, .. } => Some(*now),
-            Command::DeleteJob { .. } | Command::Restore { .. } => None,
+            | Command::PurgeDeadLetters { now, .. }
+            | Command::CreateToken { now, .. } => Some(*now),
+            Command::DeleteJob { .. } | Command::Restore { .. } | Command::RevokeToken { .. } => None,
         }
     }
 
@@ -108,28 +170,72 @@ impl Command {
     /// (`belfry_schedule::instant`): the proposer's `now` and each lease. apply() works on
     /// this, so a clock far off (or forged) can neither overflow arithmetic nor store an instant
     /// that does not render as RFC 3339. Claimed instants are left alone: a claim applies only
-    /// when it names the job's `next_fire_at`, which already lies in the window.
+    /// when it names the job's `next_fire_at`, which already lies in the window. Every `by` is
+    /// The command as the leader takes it from another node, which forwards it for an API
+    /// client: stamped with the leader's clock `now` (a node's clock is not trusted for what
+    /// the leader decides). `None` for the commands only a leader proposes itself (`Fire`,
+    /// `Complete`): no other node may claim, dispatch or settle a fire.
+    pub fn forwarded(self, now: DateTime<Utc>) -> Option<Command> {
+        let mut command = self;
+        match &mut command {
+            Command::Fire { .. } | Command::Complete { .. } => return None,
+            Command::CreateJob { now: at, .. }
+            | Command::ReplaceJob { now: at, .. }
+            | Command::PauseJob { now: at, .. }
+            | Command::ResumeJob { now: at, .. }
+            | Command::TriggerJob { now: at, .. }
+            | Command::Requeue { now: at, .. }
+            | Command::RequeueDeadLetters { now: at, .. }
+            | Command::PurgeDeadLetters { now: at, .. }
+            | Command::CreateToken { now: at, .. } => *at = now,
+            Command::DeleteJob { .. } | Command::Restore { .. } | Command::RevokeToken { .. } => {}
+        }
+        Some(command)
+    }
+
+    /// cut to [`MAX_ACTOR_BYTES`], so what is recorded about a writer stays small.
     pub fn clamped(self) -> Command {
         use belfry_schedule::instant::clamp_instant as c;
         let assign = |a: Assignment| Assignment { lease_until: c(a.lease_until), ..a };
+        let b = bound_actor;
         match self {
-            Command::CreateJob { spec, now } => Command::CreateJob { spec, now: c(now) },
-            Command::ReplaceJob { spec, if_version, now } => Command::ReplaceJob { spec, if_version, now: c(now) },
-            Command::PauseJob { name, now } => Command::PauseJob { name, now: c(now) },
-            Command::ResumeJob { name, now } => Command::ResumeJob { name, now: c(now) },
-            Command::TriggerJob { name, now } => Command::TriggerJob { name, now: c(now) },
+            Command::CreateJob { spec, now, by, max_jobs } => {
+                Command::CreateJob { spec, now: c(now), by: b(by), max_jobs }
+            }
+            Command::ReplaceJob { spec, if_version, now, by } => {
+                Command::ReplaceJob { spec, if_version, now: c(now), by: b(by) }
+            }
+            Command::PauseJob { name, now, by } => Command::PauseJob { name, now: c(now), by: b(by) },
+            Command::ResumeJob { name, now, by } => Command::ResumeJob { name, now: c(now), by: b(by) },
+            Command::TriggerJob { name, now, by } => Command::TriggerJob { name, now: c(now), by: b(by) },
             Command::Fire { now, claims, redispatches } => Command::Fire {
                 now: c(now),
                 claims: claims.into_iter().map(|cl| Claim { assign: assign(cl.assign), ..cl }).collect(),
                 redispatches: redispatches.into_iter().map(|r| Redispatch { assign: assign(r.assign), ..r }).collect(),
             },
             Command::Complete { now, completions } => Command::Complete { now: c(now), completions },
-            Command::Requeue { key, now } => Command::Requeue { key, now: c(now) },
-            Command::RequeueDeadLetters { select, now } => Command::RequeueDeadLetters { select, now: c(now) },
+            Command::Requeue { key, now, by } => Command::Requeue { key, now: c(now), by: b(by) },
+            Command::RequeueDeadLetters { select, now, by } => {
+                Command::RequeueDeadLetters { select, now: c(now), by: b(by) }
+            }
             Command::PurgeDeadLetters { select, now } => Command::PurgeDeadLetters { select, now: c(now) },
-            Command::DeleteJob { .. } | Command::Restore { .. } => self,
+            Command::CreateToken { id, role, name, secret_sha256, now, by } => {
+                Command::CreateToken { id, role, name, secret_sha256, now: c(now), by: b(by) }
+            }
+            Command::DeleteJob { .. } | Command::Restore { .. } | Command::RevokeToken { .. } => self,
         }
     }
+}
+
+/// Longest writer id (`by`) an entry records, in bytes: token ids are 12 bytes, `bootstrap` 9.
+pub const MAX_ACTOR_BYTES: usize = 64;
+
+/// `by` cut to [`MAX_ACTOR_BYTES`] at a character boundary.
+fn bound_actor(by: Option<String>) -> Option<String> {
+    by.map(|mut by| {
+        crate::fire::truncate_at_char_boundary(&mut by, MAX_ACTOR_BYTES);
+        by
+    })
 }
 
 /// Most keys one bulk requeue or purge may name.
@@ -177,7 +283,7 @@ pub enum Response {
     None,
     /// The job after the change.
     Job { job: Box<Job> },
-    /// The job is gone.
+    /// The job or token is gone.
     Deleted,
     /// Sends the leader must now make, one per new or redispatched fire.
     Dispatches { dispatches: Vec<Dispatch> },
@@ -185,6 +291,8 @@ pub enum Response {
     Triggered { key: FireKey },
     /// The fires a bulk requeue or purge touched, oldest first.
     Fires { keys: Vec<FireKey> },
+    /// The token as stored (its secret's hash, never the secret).
+    Token { token: Box<Token> },
     /// Refused, deterministically; the state is unchanged.
     Rejected { error: ApplyError },
 }

@@ -43,6 +43,15 @@ pub enum ApplyError {
         /// What conflicts.
         message: String,
     },
+    /// The cluster holds as many of these as it may (`--max-jobs`, or the token cap); a delete
+    /// makes room, a retry alone does not.
+    #[error("the cluster holds {limit} {what} already, its limit; delete some first")]
+    QuotaExceeded {
+        /// `jobs` or `tokens`.
+        what: String,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 impl ApplyError {

@@ -219,6 +219,12 @@ pub struct Fire {
     pub note: Option<String>,
     /// When the fire reached a finished status.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The id of the API token that triggered a manual fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_by: Option<String>,
+    /// The id of the API token behind the last requeue of this dead letter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeued_by: Option<String>,
 }
 
 /// What the leader sends after a claim or redispatch commits: one `Deliver` to `worker`.

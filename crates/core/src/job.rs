@@ -315,6 +315,13 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     /// The next schedule instant not yet claimed; `None` once the schedule is exhausted.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// The id of the API token that created the job (none with authentication off, and for
+    /// jobs created before tokens existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// The id of the API token behind the last change (create, replace, pause, resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
 }
 
 impl Job {

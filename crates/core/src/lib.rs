@@ -61,6 +61,15 @@
 //! at the same index. Dead letters can be requeued (same key, fresh retry budget) or purged,
 //! one at a time or in bulk ([`DeadLetterSelector`]), all or none.
 //!
+//! # Tokens and writers
+//!
+//! API tokens ([`Token`]: id, [`Role`], name, the SHA-256 of the secret) are replicated like
+//! jobs ([`Command::CreateToken`], [`Command::RevokeToken`]); secrets never enter the log. Every
+//! write may name the token that made it (`by`), and apply() records it on what the write
+//! leaves behind: `created_by`/`updated_by` on jobs, `triggered_by`/`requeued_by` on fires.
+//! The job cap (`max_jobs`) travels in the create entry itself, so every replica refuses the
+//! same create whatever its own configuration says.
+//!
 //! # Left out
 //!
 //! - Age-based retention runs when a command is applied ([`State::next_expiry`] tells the
@@ -86,4 +95,5 @@ pub use job::{
     HistoryPolicy, HttpTarget, Job, JobSpec, JobUid, MisfireAction, MisfirePolicy, OverlapPolicy, RetryPolicy,
 };
 pub use plan::Due;
+pub use state::tokens::{Role, Token};
 pub use state::{Data, State};

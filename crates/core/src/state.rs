@@ -24,6 +24,7 @@ mod fires;
 mod indexes;
 mod restore;
 mod retention;
+pub mod tokens;
 
 use fires::new_fire;
 
@@ -48,6 +49,10 @@ pub struct Data {
     pub next_seq: u64,
     /// Finished fires kept per job.
     pub history_limit: usize,
+    /// API tokens by id (never the bootstrap token, which each node holds in memory).
+    /// Defaulted so that snapshots and backups from before tokens existed still load.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, tokens::Token>,
 }
 
 /// The state machine: [`Data`] plus indexes, and [`State::apply`].
@@ -124,28 +129,41 @@ impl State {
             self.expire_history(now);
         }
         let result = match command {
-            Command::CreateJob { spec, now } => self.create_job(spec, now),
-            Command::ReplaceJob { spec, if_version, now } => self.replace_job(spec, if_version, now),
+            Command::CreateJob { spec, now, by, max_jobs } => self.create_job(spec, now, by, max_jobs),
+            Command::ReplaceJob { spec, if_version, now, by } => self.replace_job(spec, if_version, now, by),
             Command::DeleteJob { name } => self.delete_job(&name),
-            Command::PauseJob { name, now } => self.set_paused(&name, true, now),
-            Command::ResumeJob { name, now } => self.set_paused(&name, false, now),
-            Command::TriggerJob { name, now } => self.trigger(index, &name, now),
+            Command::PauseJob { name, now, by } => self.set_paused(&name, true, now, by),
+            Command::ResumeJob { name, now, by } => self.set_paused(&name, false, now, by),
+            Command::TriggerJob { name, now, by } => self.trigger(index, &name, now, by),
             Command::Fire { now, claims, redispatches } => Ok(self.fire(now, claims, redispatches)),
             Command::Complete { now, completions } => Ok(self.complete(now, completions)),
-            Command::Requeue { key, now } => self.requeue(&key, now),
-            Command::RequeueDeadLetters { select, now } => self.requeue_selected(&select, now),
+            Command::Requeue { key, now, by } => self.requeue(&key, now, by),
+            Command::RequeueDeadLetters { select, now, by } => self.requeue_selected(&select, now, by),
             Command::PurgeDeadLetters { select, .. } => self.purge_selected(&select),
             Command::Restore { data } => self.restore(*data),
+            Command::CreateToken { id, role, name, secret_sha256, now, by } => {
+                self.create_token(tokens::Token { id, role, name, secret_sha256, created_at: now, created_by: by })
+            }
+            Command::RevokeToken { id } => self.revoke_token(&id),
         };
         result.unwrap_or_else(|error| Response::Rejected { error })
     }
 
     // ---- jobs -------------------------------------------------------------------------------
 
-    fn create_job(&mut self, spec: JobSpec, now: DateTime<Utc>) -> Result<Response, ApplyError> {
+    fn create_job(
+        &mut self,
+        spec: JobSpec,
+        now: DateTime<Utc>,
+        by: Option<String>,
+        max_jobs: Option<u64>,
+    ) -> Result<Response, ApplyError> {
         let schedule = spec.validate(now)?;
         if self.data.jobs.contains_key(&spec.name) {
             return Err(ApplyError::AlreadyExists { name: spec.name });
+        }
+        if let Some(limit) = max_jobs.filter(|limit| self.data.jobs.len() as u64 >= *limit) {
+            return Err(ApplyError::QuotaExceeded { what: "jobs".into(), limit });
         }
         let uid = self.data.next_uid;
         self.data.next_uid =
@@ -157,6 +175,8 @@ impl State {
             version: 1,
             created_at: now,
             updated_at: now,
+            created_by: by.clone(),
+            updated_by: by,
         };
         self.names.insert(uid, job.spec.name.clone());
         self.index_job(&job);
@@ -169,6 +189,7 @@ impl State {
         spec: JobSpec,
         if_version: Option<u64>,
         now: DateTime<Utc>,
+        by: Option<String>,
     ) -> Result<Response, ApplyError> {
         let old = self.data.jobs.get(&spec.name).ok_or_else(|| ApplyError::job_not_found(&spec.name))?.clone();
         if let Some(expected) = if_version.filter(|v| *v != old.version) {
@@ -183,6 +204,7 @@ impl State {
         job.spec = spec;
         job.version = job.version.saturating_add(1);
         job.updated_at = now;
+        job.updated_by = by;
         self.store_job(&old, job.clone());
         if retention_changed {
             self.retention_changed(job.uid, now);
@@ -216,25 +238,39 @@ impl State {
         Ok(Response::Deleted)
     }
 
-    fn set_paused(&mut self, name: &str, paused: bool, now: DateTime<Utc>) -> Result<Response, ApplyError> {
+    fn set_paused(
+        &mut self,
+        name: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+        by: Option<String>,
+    ) -> Result<Response, ApplyError> {
         let old = self.data.jobs.get(name).ok_or_else(|| ApplyError::job_not_found(name))?.clone();
         let mut job = old.clone();
         if job.spec.paused != paused {
             job.spec.paused = paused;
             job.version = job.version.saturating_add(1);
             job.updated_at = now;
+            job.updated_by = by;
             self.store_job(&old, job.clone());
         }
         Ok(Response::Job { job: Box::new(job) })
     }
 
-    fn trigger(&mut self, index: u64, name: &str, now: DateTime<Utc>) -> Result<Response, ApplyError> {
+    fn trigger(
+        &mut self,
+        index: u64,
+        name: &str,
+        now: DateTime<Utc>,
+        by: Option<String>,
+    ) -> Result<Response, ApplyError> {
         let job = self.data.jobs.get(name).ok_or_else(|| ApplyError::job_not_found(name))?;
         let key = FireKey::manual(job.uid, index);
         if self.keys.contains_key(&key) {
             return Err(ApplyError::Conflict { message: format!("execution {key} exists already") });
         }
-        let fire = new_fire(key.clone(), job, now, now, true);
+        let mut fire = new_fire(key.clone(), job, now, now, true);
+        fire.triggered_by = by;
         self.insert_fire(fire);
         Ok(Response::Triggered { key })
     }

@@ -2,7 +2,8 @@
 //! commands. Specs carry extreme durations, instants, jitter and sizes; fires are claimed and
 //! redispatched both as the ticker would (from `State::due`) and as a stale or forged proposal
 //! might; completions carry every outcome, any HTTP status, any `Retry-After` and any instants;
-//! clocks range over all of chrono, its extremes included.
+//! clocks range over all of chrono, its extremes included; writes name writers of any length,
+//! job creates carry a job cap, and tokens are created (valid or not) and revoked.
 //!
 //! After every command: `State::check_indexes` holds, every stored instant lies in the instant
 //! window, and `State::due` proposes no new attempt for a deleted job. After every sequence:
@@ -13,7 +14,7 @@ use std::time::Duration;
 use belfry_core::{
     Assignment, Attempt, Claim, Command, Completion, DeadLetterSelector, FireKey, FireStatus, HistoryPolicy,
     HttpTarget, HumanDuration, JobSpec, MisfireAction, MisfirePolicy, OverlapPolicy, Redispatch, Response, ResultClass,
-    RetryPolicy, State,
+    RetryPolicy, Role, State,
 };
 use belfry_schedule::instant::{in_window, MAX_INSTANT, MIN_INSTANT};
 use belfry_schedule::ScheduleSpec;
@@ -286,7 +287,7 @@ fn assignment() -> impl Strategy<Value = Assignment> {
 /// One step. `pick` fields choose among what exists when the step runs (modulo its count).
 #[derive(Debug, Clone)]
 enum Op {
-    Create(JobSpec, DateTime<Utc>),
+    Create(JobSpec, DateTime<Utc>, Option<String>, Option<u64>),
     Replace(JobSpec, Option<u64>, DateTime<Utc>),
     Delete(usize),
     Pause(usize, DateTime<Utc>),
@@ -300,12 +301,35 @@ enum Op {
     Requeue(usize, DateTime<Utc>),
     RequeueAll(DateTime<Utc>),
     PurgeJob(usize, DateTime<Utc>),
+    /// A token create, with ids, names and hashes valid or not.
+    Token(String, Role, String, String, DateTime<Utc>, Option<String>),
+    Revoke(String),
+}
+
+/// Who a write names: nobody, a token id, the bootstrap token, or an oversized id.
+fn actor() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(prop_oneof![
+        3 => text(&["abcdef123456", "bootstrap", ""]),
+        1 => Just("x".repeat(200)),
+        1 => Just("é".repeat(40)),
+    ])
+}
+
+fn token_op() -> impl Strategy<Value = Op> {
+    let id = text(&["abcdef123456", "zyxwvu987654", "bootstrap", "ABCDEF123456", "short"]);
+    let name = prop_oneof![3 => text(&["ci", "grafana", "", " ", "a\nb"]), 1 => Just("n".repeat(65))];
+    let hash = prop_oneof![3 => Just("ab".repeat(32)), 1 => text(&["", "AB", "zz"])];
+    (id, select(Role::ALL.to_vec()), name, hash, instant(), actor())
+        .prop_map(|(id, role, name, hash, now, by)| Op::Token(id, role, name, hash, now, by))
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let name = 0usize..NAMES.len();
     prop_oneof![
-        4 => (spec(), instant()).prop_map(|(s, t)| Op::Create(s, t)),
+        4 => (spec(), instant(), actor(), proptest::option::weighted(0.3, 0u64..3))
+            .prop_map(|(s, t, by, max)| Op::Create(s, t, by, max)),
+        1 => token_op(),
+        1 => text(&["abcdef123456", "zyxwvu987654", "nope"]).prop_map(Op::Revoke),
         2 => (spec(), proptest::option::of(0u64..4), instant()).prop_map(|(s, v, t)| Op::Replace(s, v, t)),
         1 => name.clone().prop_map(Op::Delete),
         1 => (name.clone(), instant()).prop_map(|(n, t)| Op::Pause(n, t)),
@@ -340,12 +364,16 @@ fn pick<T: Clone>(items: &[T], at: usize) -> Option<T> {
 fn command(state: &State, op: Op) -> Command {
     let name = |n: usize| NAMES[n % NAMES.len()].to_string();
     match op {
-        Op::Create(spec, now) => Command::CreateJob { spec, now },
-        Op::Replace(spec, if_version, now) => Command::ReplaceJob { spec, if_version, now },
+        Op::Create(spec, now, by, max_jobs) => Command::CreateJob { spec, now, by, max_jobs },
+        Op::Token(id, role, name, secret_sha256, now, by) => {
+            Command::CreateToken { id, role, name, secret_sha256, now, by }
+        }
+        Op::Revoke(id) => Command::RevokeToken { id },
+        Op::Replace(spec, if_version, now) => Command::ReplaceJob { spec, if_version, now, by: None },
         Op::Delete(n) => Command::DeleteJob { name: name(n) },
-        Op::Pause(n, now) => Command::PauseJob { name: name(n), now },
-        Op::Resume(n, now) => Command::ResumeJob { name: name(n), now },
-        Op::Trigger(n, now) => Command::TriggerJob { name: name(n), now },
+        Op::Pause(n, now) => Command::PauseJob { name: name(n), now, by: None },
+        Op::Resume(n, now) => Command::ResumeJob { name: name(n), now, by: None },
+        Op::Trigger(n, now) => Command::TriggerJob { name: name(n), now, by: None },
         Op::Tick(now, assign) => {
             let due = state.due(now, 16);
             let claims =
@@ -403,11 +431,13 @@ fn command(state: &State, op: Op) -> Command {
         Op::Requeue(p, now) => {
             let dead: Vec<FireKey> = state.fires_with_status(FireStatus::DeadLettered).map(|f| f.key.clone()).collect();
             let key = pick(&dead, p).or_else(|| pick(&keys(state), p)).unwrap_or_else(|| FireKey("9:9".into()));
-            Command::Requeue { key, now }
+            Command::Requeue { key, now, by: None }
         }
-        Op::RequeueAll(now) => {
-            Command::RequeueDeadLetters { select: DeadLetterSelector { all: true, ..Default::default() }, now }
-        }
+        Op::RequeueAll(now) => Command::RequeueDeadLetters {
+            select: DeadLetterSelector { all: true, ..Default::default() },
+            now,
+            by: None,
+        },
         Op::PurgeJob(n, now) => {
             Command::PurgeDeadLetters { select: DeadLetterSelector { job: Some(name(n)), ..Default::default() }, now }
         }
@@ -431,6 +461,14 @@ fn check(state: &State, after: &Command) -> Result<(), TestCaseError> {
         }
         prop_assert!(f.attempts.iter().all(|a| a.error.as_ref().is_none_or(|e| e.len() <= 1024)));
         prop_assert!(f.attempts.iter().all(|a| a.body_excerpt.as_ref().is_none_or(|b| b.len() <= 512)));
+    }
+    for job in data.jobs.values().chain(data.retired.values()) {
+        let actors = [&job.created_by, &job.updated_by];
+        prop_assert!(
+            actors.into_iter().flatten().all(|by| by.len() <= 64),
+            "job {} keeps a long writer",
+            job.spec.name
+        );
     }
     for now in [MIN_INSTANT, MAX_INSTANT] {
         for (key, _) in state.due(now, 64).redispatches {

@@ -132,6 +132,7 @@ impl Runner {
             Response::Fires { keys } => {
                 writeln!(out, "fires {}", keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" "))?
             }
+            Response::Token { token } => writeln!(out, "token {} role={}", token.id, token.role)?,
             Response::Rejected { error } => writeln!(out, "rejected: {error}")?,
         }
         Ok(())
@@ -160,7 +161,7 @@ impl goldenscript::Runner for Runner {
             "create" => {
                 let now = now()?;
                 let spec = self.spec(line, pos(line)?, now)?;
-                self.apply(Command::CreateJob { spec, now })
+                self.apply(Command::CreateJob { spec, now, by: None, max_jobs: None })
             }
             "replace" => {
                 let now = now()?;
@@ -171,7 +172,7 @@ impl goldenscript::Runner for Runner {
                     .find(|a| a.key.as_deref() == Some("if_version"))
                     .map(|a| a.value.parse())
                     .transpose()?;
-                self.apply(Command::ReplaceJob { spec, if_version, now })
+                self.apply(Command::ReplaceJob { spec, if_version, now, by: None })
             }
             "tick" => {
                 let now = now()?;
@@ -240,11 +241,11 @@ impl goldenscript::Runner for Runner {
                     completions: vec![Completion { key: FireKey(pos(line)?.into()), attempt }],
                 })
             }
-            "pause" => self.apply(Command::PauseJob { name: pos(line)?.into(), now: now()? }),
-            "resume" => self.apply(Command::ResumeJob { name: pos(line)?.into(), now: now()? }),
+            "pause" => self.apply(Command::PauseJob { name: pos(line)?.into(), now: now()?, by: None }),
+            "resume" => self.apply(Command::ResumeJob { name: pos(line)?.into(), now: now()?, by: None }),
             "delete" => self.apply(Command::DeleteJob { name: pos(line)?.into() }),
-            "requeue" => self.apply(Command::Requeue { key: FireKey(pos(line)?.into()), now: now()? }),
-            "trigger" => self.apply(Command::TriggerJob { name: pos(line)?.into(), now: now()? }),
+            "requeue" => self.apply(Command::Requeue { key: FireKey(pos(line)?.into()), now: now()?, by: None }),
+            "trigger" => self.apply(Command::TriggerJob { name: pos(line)?.into(), now: now()?, by: None }),
             "dlq-requeue" | "dlq-purge" => {
                 let mut select = DeadLetterSelector::default();
                 for arg in &line.args {
@@ -258,7 +259,7 @@ impl goldenscript::Runner for Runner {
                 }
                 let now = now()?;
                 if line.name == "dlq-requeue" {
-                    self.apply(Command::RequeueDeadLetters { select, now })
+                    self.apply(Command::RequeueDeadLetters { select, now, by: None })
                 } else {
                     self.apply(Command::PurgeDeadLetters { select, now })
                 }

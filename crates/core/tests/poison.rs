@@ -29,7 +29,8 @@ fn spec(name: &str, patch: Value) -> Result<JobSpec, serde_json::Error> {
 /// A state holding one job, `keep`.
 fn state() -> State {
     let mut state = State::default();
-    let r = state.apply(1, Command::CreateJob { spec: spec("keep", json!({})).unwrap(), now: now() });
+    let r = state
+        .apply(1, Command::CreateJob { spec: spec("keep", json!({})).unwrap(), now: now(), by: None, max_jobs: None });
     assert!(matches!(r, Response::Job { .. }), "{r:?}");
     state
 }
@@ -39,8 +40,8 @@ fn assert_refused(field: &str, patch: Value) {
     let before = state.data().clone();
     let spec = spec("poison", patch.clone()).unwrap_or_else(|e| panic!("{patch}: {e}"));
     for command in [
-        Command::CreateJob { spec: spec.clone(), now: now() },
-        Command::ReplaceJob { spec: JobSpec { name: "keep".into(), ..spec }, if_version: None, now: now() },
+        Command::CreateJob { spec: spec.clone(), now: now(), by: None, max_jobs: None },
+        Command::ReplaceJob { spec: JobSpec { name: "keep".into(), ..spec }, if_version: None, now: now(), by: None },
     ] {
         match state.apply(2, command) {
             Response::Rejected { error: ApplyError::Invalid { field: got, message } } => {
@@ -112,8 +113,15 @@ fn urls_are_checked_as_written() {
     }
     for url in ["http://user:pw@h:8080/a?b=c#d", "https://[::1]:9/x", "HTTP://h/"] {
         let mut state = state();
-        let r = state
-            .apply(2, Command::CreateJob { spec: spec("ok", json!({"target": {"url": url}})).unwrap(), now: now() });
+        let r = state.apply(
+            2,
+            Command::CreateJob {
+                spec: spec("ok", json!({"target": {"url": url}})).unwrap(),
+                now: now(),
+                by: None,
+                max_jobs: None,
+            },
+        );
         assert!(matches!(r, Response::Job { .. }), "{url}: {r:?}");
     }
 }
@@ -162,7 +170,7 @@ fn a_spec_at_every_bound_is_accepted() {
     for (i, patch) in patches.into_iter().enumerate() {
         let mut state = state();
         let spec = spec(&format!("edge-{i}"), patch.clone()).unwrap();
-        let r = state.apply(2, Command::CreateJob { spec, now: now() });
+        let r = state.apply(2, Command::CreateJob { spec, now: now(), by: None, max_jobs: None });
         assert!(matches!(r, Response::Job { .. }), "{patch}: {r:?}");
     }
 }
@@ -170,9 +178,18 @@ fn a_spec_at_every_bound_is_accepted() {
 /// A state with one job whose fire `key` is dispatched as attempt 1.
 fn dispatched(retry: Value) -> (State, FireKey) {
     let mut state = State::default();
-    let r = state.apply(1, Command::CreateJob { spec: spec("j", json!({ "retry": retry })).unwrap(), now: now() });
+    let r = state.apply(
+        1,
+        Command::CreateJob {
+            spec: spec("j", json!({ "retry": retry })).unwrap(),
+            now: now(),
+            by: None,
+            max_jobs: None,
+        },
+    );
     assert!(matches!(r, Response::Job { .. }), "{r:?}");
-    let Response::Triggered { key } = state.apply(2, Command::TriggerJob { name: "j".into(), now: now() }) else {
+    let Response::Triggered { key } = state.apply(2, Command::TriggerJob { name: "j".into(), now: now(), by: None })
+    else {
         panic!("trigger refused");
     };
     let assign = Assignment { worker: 2, term: 1, lease_until: now() + TimeDelta::seconds(30) };
@@ -301,9 +318,17 @@ fn any_clock_is_applied_safely() {
         };
         for (i, schedule) in schedules.iter().enumerate() {
             let patch = json!({"schedule": schedule, "history": {"max_age": "3650d"}, "retry": {"max_age": "30d"}});
-            let r = apply(&mut state, Command::CreateJob { spec: spec(&format!("j{i}"), patch).unwrap(), now: clock });
+            let r = apply(
+                &mut state,
+                Command::CreateJob {
+                    spec: spec(&format!("j{i}"), patch).unwrap(),
+                    now: clock,
+                    by: None,
+                    max_jobs: None,
+                },
+            );
             assert!(matches!(r, Response::Job { .. }), "{schedule} at {clock}: {r:?}");
-            apply(&mut state, Command::TriggerJob { name: format!("j{i}"), now: clock });
+            apply(&mut state, Command::TriggerJob { name: format!("j{i}"), now: clock, by: None });
         }
         for later in [clock, DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MIN_UTC] {
             let due = state.due(later, 100);
@@ -329,6 +354,7 @@ fn any_clock_is_applied_safely() {
                 Command::RequeueDeadLetters {
                     select: belfry_core::DeadLetterSelector { all: true, ..Default::default() },
                     now: later,
+                    by: None,
                 },
             );
         }
@@ -340,7 +366,8 @@ fn any_clock_is_applied_safely() {
 fn a_stored_spec_from_a_laxer_build_is_applied_safely() {
     // A snapshot written before the bounds existed can hold any spec: build one directly.
     let mut state = State::default();
-    let r = state.apply(1, Command::CreateJob { spec: spec("old", json!({})).unwrap(), now: now() });
+    let r = state
+        .apply(1, Command::CreateJob { spec: spec("old", json!({})).unwrap(), now: now(), by: None, max_jobs: None });
     assert!(matches!(r, Response::Job { .. }), "{r:?}");
     let mut data = state.data().clone();
     let job = data.jobs.get_mut("old").unwrap();
@@ -359,7 +386,7 @@ fn a_stored_spec_from_a_laxer_build_is_applied_safely() {
     let mut claims: Vec<Claim> =
         due.claims.iter().map(|(job_uid, at)| Claim { job_uid: *job_uid, scheduled_at: *at, assign }).collect();
     claims.push(Claim { job_uid: 1, scheduled_at: next, assign });
-    let key = match state.apply(2, Command::TriggerJob { name: "old".into(), now: late }) {
+    let key = match state.apply(2, Command::TriggerJob { name: "old".into(), now: late, by: None }) {
         Response::Triggered { key } => key,
         other => panic!("{other:?}"),
     };

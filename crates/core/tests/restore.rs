@@ -15,10 +15,10 @@ fn populated() -> State {
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let mut state = State::default();
     for (i, name) in ["a", "b"].into_iter().enumerate() {
-        let r = state.apply(i as u64 + 1, Command::CreateJob { spec: spec(name), now });
+        let r = state.apply(i as u64 + 1, Command::CreateJob { spec: spec(name), now, by: None, max_jobs: None });
         assert!(matches!(r, Response::Job { .. }), "{r:?}");
     }
-    let r = state.apply(3, Command::TriggerJob { name: "a".into(), now });
+    let r = state.apply(3, Command::TriggerJob { name: "a".into(), now, by: None });
     assert!(matches!(r, Response::Triggered { .. }), "{r:?}");
     state
 }

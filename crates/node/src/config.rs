@@ -35,8 +35,11 @@ pub struct Config {
     pub lease: Duration,
     /// Largest clock difference assumed between nodes.
     pub max_clock_skew: Duration,
-    /// Cluster-wide delivery signing secret.
-    pub signing_secret: Option<String>,
+    /// Mutual TLS between nodes (`--peer-ca`, `--peer-cert`, `--peer-key`); `None` runs
+    /// gRPC in plaintext (`--insecure-peer`).
+    pub peer_tls: Option<crate::peer_tls::PeerTls>,
+    /// TLS on the HTTP API (`--http-tls-cert`, `--http-tls-key`); `None` serves plaintext.
+    pub http_tls: Option<crate::http::HttpTls>,
     /// How many entries a learner may trail the leader's log by and still count as caught
     /// up, so that promoting it to voter cannot stall commits behind its catch-up.
     pub learner_max_lag: u64,
@@ -49,14 +52,27 @@ pub struct Config {
     pub egress: crate::egress::EgressPolicy,
     /// The keys that sign deliveries (`--signing-secret-file`, or one key from
     /// `BELFRY_SIGNING_SECRET`), reloaded on SIGHUP; `None`: deliveries are unsigned. While
-    /// workers still take the secret from the `Deliver` RPC, `signing_secret` carries its
-    /// signing key.
+    /// Each node reads its own keys: no signing key ever crosses the network.
     pub signer: Option<crate::delivery::Signer>,
+    // API access (docs/SECURITY.md).
+    /// Token checks: off, or on with this node's bootstrap admin token. Off here; `belfry
+    /// serve` refuses to start without a token unless `--no-auth` says so.
+    pub auth: crate::http::ApiAuth,
+    /// Whether `/metrics` needs a viewer token (open by default, for scrapers).
+    pub metrics_auth: bool,
+    /// Requests per token, and per client address without a valid token; `None` for no limit
+    /// (the default here, for in-process tests; `belfry serve` has
+    /// [`crate::http::RateLimit::default`]).
+    pub rate_limit: Option<crate::http::RateLimit>,
+    /// Most live jobs the cluster may hold; this node's creates carry it.
+    pub max_jobs: u64,
 }
 
-/// Default of [`Config::learner_max_lag`]: at most two AppendEntries batches behind
-/// ([`crate::raft::MAX_APPEND_ENTRIES`] each), which a live learner closes within a few round
-/// trips; small enough that a learner that never answered (match index unknown) cannot pass.
+/// Default of [`Config::learner_max_lag`]: under two full AppendEntries batches
+/// ([`crate::raft::MAX_APPEND_ENTRIES`] each), which a live learner closes within a couple of
+/// round trips, and loose enough that a learner keeping up with a steady write load (which
+/// always trails by what is in flight) still qualifies. A learner that never answered has no
+/// match index and cannot qualify at any lag.
 pub const DEFAULT_LEARNER_MAX_LAG: u64 = 100;
 
 /// Default of [`Config::learner_catch_up_timeout`]: long enough to stream a snapshot of tens
@@ -81,11 +97,16 @@ impl Config {
             keep_logs: 1000,
             lease: Duration::from_secs(5),
             max_clock_skew: Duration::from_millis(500),
-            signing_secret: None,
+            peer_tls: None,
+            http_tls: None,
             learner_max_lag: DEFAULT_LEARNER_MAX_LAG,
             learner_catch_up_timeout: DEFAULT_LEARNER_CATCH_UP_TIMEOUT,
             egress: crate::egress::EgressPolicy::default(),
             signer: None,
+            auth: crate::http::ApiAuth::Off,
+            metrics_auth: false,
+            rate_limit: None,
+            max_jobs: crate::http::DEFAULT_MAX_JOBS,
         }
     }
 }

@@ -114,8 +114,8 @@ impl Context {
         m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
     }
 
-    fn cluster_client(&self, addr: &str) -> Result<ClusterClient<tonic::transport::Channel>, ClusterError> {
-        let ch = self.channels.get(addr).map_err(|e| ClusterError::NoLeader(e.to_string()))?;
+    fn cluster_client(&self, id: NodeId, addr: &str) -> Result<ClusterClient<tonic::transport::Channel>, ClusterError> {
+        let ch = self.channels.get(id, addr).map_err(|e| ClusterError::NoLeader(e.to_string()))?;
         Ok(ClusterClient::new(ch)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
@@ -193,7 +193,7 @@ impl Context {
                 let Some(addr) = addr else {
                     return Err(Attempt::Refused(format!("address of leader {leader} unknown")));
                 };
-                self.forward(&addr, command).await
+                self.forward(leader, &addr, command).await
             }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(Attempt::Failed(ClusterError::Internal(e.to_string())))
@@ -220,9 +220,9 @@ impl Context {
             .unwrap_or_else(|_| Err(ClusterError::Unknown("timed out waiting for commit".into())))
     }
 
-    async fn forward(&self, addr: &str, command: &Command) -> Result<(u64, Response), Attempt> {
+    async fn forward(&self, leader: NodeId, addr: &str, command: &Command) -> Result<(u64, Response), Attempt> {
         let body = serde_json::to_vec(command).map_err(|e| Attempt::Failed(ClusterError::Internal(e.to_string())))?;
-        let mut client = self.cluster_client(addr).map_err(Attempt::Failed)?;
+        let mut client = self.cluster_client(leader, addr).map_err(Attempt::Failed)?;
         let reply = client.forward(ForwardRequest { command: body }).await.map_err(|s| {
             if never_sent(&s) {
                 Attempt::Refused(format!("leader at {addr} refused the connection"))
@@ -285,7 +285,7 @@ impl Context {
         }
         let addr = self.member_addr(leader).ok_or_else(|| ClusterError::NoLeader("leader address unknown".into()))?;
         let reply = self
-            .cluster_client(&addr)?
+            .cluster_client(leader, &addr)?
             .read_index(Empty {})
             .await
             .map_err(|s| ClusterError::NoLeader(format!("leader at {addr}: {}", s.message())))?
@@ -345,7 +345,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_counts_as_never_sent() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let ch = Channels::uncached(&format!("127.0.0.1:{port}")).expect("channel");
+        let ch = Channels::default().uncached(1, &format!("127.0.0.1:{port}")).expect("channel");
         let status = ClusterClient::new(ch).info(Empty {}).await.expect_err("nothing listens");
         assert!(never_sent(&status), "{status:?}");
         assert!(!never_sent(&tonic::Status::unavailable("broken pipe")));

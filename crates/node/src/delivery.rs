@@ -53,9 +53,6 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// Attempt timeout.
     pub timeout: Duration,
-    /// The one signing key, for workers that take it from the `Deliver` RPC;
-    /// [`DeliveryClient::send`] signs with its [`Signer`] instead when given one.
-    pub signing_secret: Option<String>,
 }
 
 /// `t=<unix>,v1=<hex hmac-sha256(secret, t + "." + body)>`: the signature with one key.
@@ -63,15 +60,14 @@ pub fn signature(secret: &str, unix: i64, body: &[u8]) -> String {
     format!("t={unix},v1={}", signing::mac_hex(secret.as_bytes(), unix, body))
 }
 
-/// Sends `d` with `client` as it is configured (its own redirect policy, no egress policy) and
-/// classifies the outcome; signed with `d.signing_secret` when set. Never fails: transport
-/// errors are outcomes too. Workers send through [`DeliveryClient::send`] instead.
+/// Sends `d` unsigned with `client` as it is configured (its own redirect policy, no egress
+/// policy) and classifies the outcome. Never fails: transport errors are outcomes too. Workers
+/// send through [`DeliveryClient::send`] instead.
 pub async fn send(client: &reqwest::Client, d: &Delivery, worker: u64) -> Attempt {
     let started_at = Utc::now();
     let method = reqwest::Method::from_bytes(d.method.as_bytes()).unwrap_or(reqwest::Method::POST);
-    let signed = d.signing_secret.as_ref().map(|secret| signature(secret, started_at.timestamp(), &d.body));
     let headers = d.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let req = request(client.request(method, &d.url), d, headers, d.body.clone(), d.timeout, signed);
+    let req = request(client.request(method, &d.url), d, headers, d.body.clone(), d.timeout, None);
     let outcome = match req.send().await {
         Ok(mut resp) => Outcome::answered(&mut resp).await,
         Err(e) => Outcome::failed(&e, d.timeout),

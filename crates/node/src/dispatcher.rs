@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::context::Context;
 use crate::convert::attempt;
+use crate::peer_tls::Caller;
 use crate::proto::worker_client::WorkerClient;
 use crate::proto::{deliver_reply, DeliverRequest, DeliveryState, QueryDeliveryReply, QueryDeliveryRequest};
 use crate::raft::NodeId;
@@ -108,37 +109,27 @@ impl Dispatcher {
         }
     }
 
-    fn request(&self, d: &Dispatch) -> Option<DeliverRequest> {
+    /// The `Deliver` of `d` and the attempt's timeout. The request names the attempt and an
+    /// applied index at or past its dispatch; the worker sends what its own replica holds.
+    fn request(&self, d: &Dispatch) -> Option<(DeliverRequest, Duration)> {
         let applied = self.ctx.shared.read();
         let fire = applied.state.fire_by_key(&d.key)?;
         let job = applied.state.job_by_uid(fire.job_uid)?;
-        let t = &job.spec.target;
-        Some(DeliverRequest {
-            key: d.key.0.clone(),
-            attempt: d.attempt,
-            term: d.term,
-            lease_until_ms: d.lease_until.timestamp_millis(),
-            job: fire.job_name.clone(),
-            scheduled_at_ms: fire.scheduled_at.timestamp_millis(),
-            method: t.method.clone(),
-            url: t.url.clone(),
-            headers: t.headers.clone().into_iter().collect(),
-            body: t.body.clone().unwrap_or_default().into_bytes(),
-            timeout_ms: t.timeout.0.as_millis() as u64,
-            signing_secret: self.ctx.config.signing_secret.clone().unwrap_or_default(),
-        })
+        let log_index = applied.last_applied.map(|l| l.index).unwrap_or(0);
+        let req = DeliverRequest { key: d.key.0.clone(), attempt: d.attempt, term: d.term, log_index };
+        Some((req, job.spec.target.timeout.0))
     }
 
     async fn worker_client(&self, id: NodeId) -> Option<WorkerClient<tonic::transport::Channel>> {
         let addr = self.ctx.member_addr(id)?;
-        self.ctx.channels.get(&addr).ok().map(WorkerClient::new)
+        self.ctx.channels.get(id, &addr).ok().map(WorkerClient::new)
     }
 
     async fn deliver(self: &Arc<Self>, d: &Dispatch) {
-        let Some(req) = self.request(d) else { return };
-        let timeout = Duration::from_millis(req.timeout_ms) + self.ctx.config.lease + Duration::from_secs(2);
+        let Some((req, attempt_timeout)) = self.request(d) else { return };
+        let timeout = attempt_timeout + self.ctx.config.lease + Duration::from_secs(2);
         let reply = if d.worker == self.ctx.id() {
-            Ok(self.worker.deliver(req).await)
+            Ok(self.worker.deliver(&Caller::Local, req).await)
         } else {
             match self.worker_client(d.worker).await {
                 Some(mut client) => {

@@ -15,6 +15,7 @@ pub mod ledger;
 mod membership;
 pub mod metrics;
 pub mod node;
+pub mod peer_tls;
 pub mod raft;
 pub mod restore;
 pub mod sink;

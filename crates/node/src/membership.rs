@@ -43,7 +43,6 @@ pub use transfer::take_leadership;
 use crate::context::{Context, CLUSTER_TIMEOUT};
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{AdminRequest, Empty, InfoReply};
-use crate::raft::network::Channels;
 use crate::raft::NodeId;
 
 /// How long a member probe may take.
@@ -245,7 +244,7 @@ fn op_deadline(ctx: &Context) -> Duration {
 
 async fn forward(ctx: &Context, leader: NodeId, op: &Op) -> OpResult {
     let addr = ctx.member_addr(leader).ok_or_else(|| MembershipError::Unavailable("leader address unknown".into()))?;
-    let ch = ctx.channels.get(&addr).map_err(|e| MembershipError::Unavailable(e.to_string()))?;
+    let ch = ctx.channels.get(leader, &addr).map_err(|e| MembershipError::Unavailable(e.to_string()))?;
     let body = serde_json::to_vec(op).map_err(|e| MembershipError::Unavailable(e.to_string()))?;
     let mut request = tonic::Request::new(AdminRequest { op: body });
     request.set_timeout(op_deadline(ctx));
@@ -260,9 +259,9 @@ async fn forward(ctx: &Context, leader: NodeId, op: &Op) -> OpResult {
         .unwrap_or_else(|e| Err(MembershipError::Unavailable(format!("bad reply from the leader: {e}"))))
 }
 
-/// Asks the member at `addr` who it is. Errors are one line.
-pub async fn probe(ctx: &Context, addr: &str) -> Result<InfoReply, String> {
-    let ch = ctx.channels.get(addr).map_err(|e| e.to_string())?;
+/// Asks member `id` at `addr` who it is. Errors are one line.
+pub async fn probe(ctx: &Context, id: NodeId, addr: &str) -> Result<InfoReply, String> {
+    let ch = ctx.channels.get(id, addr).map_err(|e| e.to_string())?;
     probe_channel(ch).await
 }
 
@@ -309,9 +308,15 @@ async fn check_address(addr: &str) -> Result<(), MembershipError> {
 
 /// Checks that the node at `addr` is the node `id`, and a fresh one or one of ours.
 async fn check_node(ctx: &Context, id: NodeId, addr: &str) -> Result<(), MembershipError> {
-    let ch = Channels::uncached(addr).map_err(|e| invalid("grpc_addr", format!("{addr}: {e}")))?;
-    let info =
-        probe_channel(ch).await.map_err(|e| invalid("grpc_addr", format!("no belfry node answers at {addr}: {e}")))?;
+    let ch = ctx.channels.uncached(id, addr).map_err(|e| invalid("grpc_addr", format!("{addr}: {e}")))?;
+    let tls = if ctx.config.peer_tls.is_some() {
+        format!(" (or its certificate is not node {id}'s, signed by this cluster's CA)")
+    } else {
+        String::new()
+    };
+    let info = probe_channel(ch)
+        .await
+        .map_err(|e| invalid("grpc_addr", format!("no belfry node answers at {addr}{tls}: {e}")))?;
     if info.id != id {
         return Err(invalid("id", format!("the node at {addr} is node {}, not node {id}", info.id)));
     }
@@ -483,7 +488,7 @@ async fn check_majority_reachable(ctx: &Context, id: NodeId, rest: &BTreeSet<Nod
     for voter in rest {
         let up = *voter == ctx.id()
             || match ctx.member_addr(*voter) {
-                Some(addr) => probe(ctx, &addr).await.is_ok(),
+                Some(addr) => probe(ctx, *voter, &addr).await.is_ok(),
                 None => false,
             };
         reachable += usize::from(up);

@@ -59,7 +59,7 @@ impl Node {
 
         // Sizes and timeouts are chosen in `crate::raft` (see its documentation).
         let raft_config = crate::raft::raft_config(&config)?;
-        let channels = Channels::default();
+        let channels = Channels::new(config.peer_tls.clone());
         let contacts = Contacts::default();
         let network = Network::new(channels.clone(), contacts.clone(), RpcTimeouts::from_config(&config));
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm).await?;
@@ -88,9 +88,17 @@ impl Node {
 
         let services = Services::new(ctx.clone(), worker.clone());
         let mut grpc_stop = stop_rx.clone();
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &ctx.config.peer_tls {
+            server = server.tls_config(tls.server()).context("peer TLS (--peer-cert, --peer-key)")?;
+        } else {
+            tracing::warn!(
+                "peer TLS is off (--insecure-peer): any process that reaches the gRPC port can act as a node"
+            );
+        }
         tasks.push(tokio::spawn(async move {
             let incoming = tokio_stream_listener(grpc_listener);
-            let result = tonic::transport::Server::builder()
+            let result = server
                 .add_service(
                     RaftServer::new(services.clone())
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -113,7 +121,13 @@ impl Node {
 
         let app = crate::http::router(ctx.clone());
         let http_limits = crate::http::HttpLimits::default();
-        tasks.push(tokio::spawn(crate::http::serve(http_listener, app, http_limits, stop_rx.clone())));
+        tasks.push(tokio::spawn(crate::http::serve(
+            http_listener,
+            app,
+            http_limits,
+            ctx.config.http_tls.clone(),
+            stop_rx.clone(),
+        )));
         tasks.push(tokio::spawn(crate::egress::track_cluster_api(ctx.clone(), http_addr, stop_rx.clone())));
 
         tasks.push(tokio::spawn(crate::ticker::run(ctx.clone(), dispatcher, stop_rx.clone())));
@@ -233,7 +247,12 @@ fn join(ctx: &Arc<Context>, url: String) {
             if crate::membership::voters(&ctx).contains(&ctx.id()) {
                 return;
             }
-            match client.post(&endpoint).json(&body).timeout(attempt).send().await {
+            let mut request = client.post(&endpoint).json(&body).timeout(attempt);
+            // Members check API tokens like any client; every node holds the bootstrap token.
+            if let crate::http::ApiAuth::Tokens { bootstrap } = &ctx.config.auth {
+                request = request.bearer_auth(bootstrap.expose());
+            }
+            match request.send().await {
                 Ok(r) if r.status().is_success() => {
                     tracing::info!(node = ctx.id(), via = %url, "joined the cluster");
                     return;

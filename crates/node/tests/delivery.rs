@@ -67,7 +67,6 @@ fn delivery(url: String) -> Delivery {
         headers: Vec::new(),
         body: Vec::new(),
         timeout: Duration::from_secs(30),
-        signing_secret: None,
     }
 }
 

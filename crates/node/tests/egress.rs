@@ -252,7 +252,6 @@ fn delivery(url: String) -> Delivery {
         headers: vec![("Authorization".into(), "Bearer s3cret".into()), ("X-Team".into(), "ops".into())],
         body: b"{\"n\":1}".to_vec(),
         timeout: Duration::from_secs(10),
-        signing_secret: None,
     }
 }
 

@@ -30,7 +30,7 @@ async fn start(router: Router, limits: HttpLimits) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(serve(listener, router, limits, stop_rx));
+    let task = tokio::spawn(serve(listener, router, limits, None, stop_rx));
     Server { addr, stop, task }
 }
 

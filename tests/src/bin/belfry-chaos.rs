@@ -23,6 +23,8 @@ const LOAD_JOBS: usize = 210;
 const SLOW_JOBS: usize = 30;
 /// How long a node may take to come back and catch up.
 const RECOVER: Duration = Duration::from_secs(90);
+/// The bootstrap token docker-compose.yml falls back to without BELFRY_TOKEN (dev only).
+const COMPOSE_DEV_TOKEN: &str = "bf_bootstrap_compose-dev-only-not-secret";
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -83,12 +85,15 @@ async fn host_url(container: &str, port: &str) -> anyhow::Result<String> {
 impl Env {
     async fn discover() -> anyhow::Result<Env> {
         let project = std::env::var("COMPOSE_PROJECT_NAME").context("COMPOSE_PROJECT_NAME")?;
+        // The compose file's bootstrap token: BELFRY_TOKEN, or its documented dev-only fallback.
+        let token = std::env::var("BELFRY_TOKEN").unwrap_or_else(|_| COMPOSE_DEV_TOKEN.to_string());
         let mut nodes = Vec::new();
         for id in 1..=3u64 {
             let service = format!("n{id}");
             let container = compose_container(&service).await?;
             let url = host_url(&container, "7100/tcp").await?;
-            nodes.push(Node { service, container, client: Client::with_timeout(&url, Duration::from_secs(3))? });
+            let client = Client::with_timeout(&url, Duration::from_secs(3))?.with_token(Some(&token))?;
+            nodes.push(Node { service, container, client });
         }
         let mut sinks = Vec::new();
         for service in ["sink", "sink-slow"] {

@@ -187,6 +187,8 @@ fn fire_detail(ctx: &Ctx, f: &ExecutionView) -> Result<String, CliError> {
         .add("worker", opt(f.worker))
         .add("attempts", f.attempts.to_string())
         .add("next attempt", opt(f.next_attempt_at.as_ref()))
+        .add("triggered by", opt(f.triggered_by.as_ref()))
+        .add("requeued by", opt(f.requeued_by.as_ref()))
         .add("note", opt(f.note.as_ref()));
     let mut out = fields.render();
     if let Some(log) = f.attempt_log.as_ref().filter(|l| !l.is_empty()) {

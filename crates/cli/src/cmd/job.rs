@@ -212,7 +212,9 @@ fn show_job(ctx: &Ctx, j: &JobView) -> Result<String, CliError> {
             ),
         )
         .add("created", &j.created_at)
-        .add("updated", &j.updated_at);
+        .add("created by", opt(j.created_by.as_ref()))
+        .add("updated", &j.updated_at)
+        .add("updated by", opt(j.updated_by.as_ref()));
     Ok(f.render())
 }
 

@@ -1,4 +1,4 @@
-//! The client subcommands (`belfry job|exec|dlq|schedule|cluster …`): one module per group,
+//! The client subcommands (`belfry job|exec|dlq|schedule|cluster|token …`): one module per group,
 //! each a thin layer over [`belfry_client::Client`] that renders the answer as a table
 //! ([`table`]) or as the server's JSON.
 //!
@@ -13,6 +13,7 @@ pub mod job;
 pub mod schedule;
 mod spec;
 mod table;
+pub mod token;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -38,6 +39,26 @@ pub struct ClientArgs {
     /// Give up on a request after this many seconds.
     #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "BELFRY_TIMEOUT_SECS", default_value_t = 30, value_name = "SECS")]
     pub timeout_secs: u64,
+    /// API token sent as `Authorization: Bearer` (prefer the environment variable: every
+    /// local user can read a command line).
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "BELFRY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM file of CA certificates to trust for `https://` endpoints (a node serving the API
+    /// with --http-tls-cert under a private CA).
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "BELFRY_CA_CERT", value_name = "PEM")]
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+impl ClientArgs {
+    /// The contents of `--ca-cert`, when given.
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, CliError> {
+        match &self.ca_cert {
+            None => Ok(None),
+            Some(path) => {
+                std::fs::read(path).map(Some).map_err(|e| CliError::Usage(format!("--ca-cert {}: {e}", path.display())))
+            }
+        }
+    }
 }
 
 /// How answers are printed.
@@ -52,7 +73,7 @@ pub enum Output {
 /// Paging flags shared by the list commands.
 #[derive(Args, Debug)]
 pub struct Pages {
-    /// Page size (1..=1000).
+    /// Page size (1..=1000; a page holds at most 500).
     #[arg(long, conflicts_with = "all")]
     pub limit: Option<usize>,
     /// Continue after this cursor (the `next_cursor` of a previous page).
@@ -83,6 +104,9 @@ pub enum ClientCommand {
     /// Cluster status, membership, leadership and support dumps.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// API tokens: create, list, revoke (admin role).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// What a command needs: a client for the endpoint and the output mode.
@@ -93,6 +117,10 @@ pub struct Ctx {
     pub output: Output,
     /// `--timeout-secs`, for clients to other nodes (cluster dump, remove via the leader).
     pub timeout: Duration,
+    /// `--token`, for clients to other nodes.
+    pub token: Option<String>,
+    /// `--ca-cert`'s contents, for clients to other nodes.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Ctx {
@@ -100,7 +128,9 @@ impl Ctx {
     pub fn client_for(&self, http_addr: &str) -> Result<Client, CliError> {
         let scheme = self.client.endpoint().split("://").next().unwrap_or("http");
         let url = if http_addr.contains("://") { http_addr.to_string() } else { format!("{scheme}://{http_addr}") };
-        Ok(Client::with_timeout(&url, self.timeout)?)
+        Ok(Client::with_timeout(&url, self.timeout)?
+            .with_token(self.token.as_deref())?
+            .with_ca_cert(self.ca_pem.as_deref())?)
     }
 }
 
@@ -147,13 +177,18 @@ pub async fn run(args: ClientArgs, command: ClientCommand) -> ExitCode {
 
 async fn execute(args: ClientArgs, command: ClientCommand) -> Result<String, CliError> {
     let timeout = Duration::from_secs(args.timeout_secs.max(1));
-    let ctx = Ctx { client: Client::with_timeout(&args.endpoint, timeout)?, output: args.output, timeout };
+    let ca_pem = args.ca_pem()?;
+    let client = Client::with_timeout(&args.endpoint, timeout)?
+        .with_token(args.token.as_deref())?
+        .with_ca_cert(ca_pem.as_deref())?;
+    let ctx = Ctx { client, output: args.output, timeout, token: args.token, ca_pem };
     match command {
         ClientCommand::Job(c) => job::run(&ctx, c).await,
         ClientCommand::Exec(c) => exec::run(&ctx, c).await,
         ClientCommand::Dlq(c) => exec::run_dlq(&ctx, c).await,
         ClientCommand::Schedule(c) => schedule::run(&ctx, c).await,
         ClientCommand::Cluster(c) => cluster::run(&ctx, c).await,
+        ClientCommand::Token(c) => token::run(&ctx, c).await,
     }
 }
 

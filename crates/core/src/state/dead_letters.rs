@@ -10,9 +10,14 @@ use crate::fire::{FireKey, FireStatus};
 
 impl State {
     /// Requeues one dead letter.
-    pub(super) fn requeue(&mut self, key: &FireKey, now: DateTime<Utc>) -> Result<Response, ApplyError> {
+    pub(super) fn requeue(
+        &mut self,
+        key: &FireKey,
+        now: DateTime<Utc>,
+        by: Option<String>,
+    ) -> Result<Response, ApplyError> {
         let seqs = self.select(&DeadLetterSelector { keys: Some(vec![key.clone()]), ..Default::default() })?;
-        self.requeue_seqs(&seqs, now)?;
+        self.requeue_seqs(&seqs, now, by)?;
         Ok(Response::None)
     }
 
@@ -21,9 +26,10 @@ impl State {
         &mut self,
         select: &DeadLetterSelector,
         now: DateTime<Utc>,
+        by: Option<String>,
     ) -> Result<Response, ApplyError> {
         let seqs = self.select(select)?;
-        let keys = self.requeue_seqs(&seqs, now)?;
+        let keys = self.requeue_seqs(&seqs, now, by)?;
         Ok(Response::Fires { keys })
     }
 
@@ -81,7 +87,12 @@ impl State {
         Ok(self.fires_with_status(FireStatus::DeadLettered).map(|f| f.seq).collect())
     }
 
-    fn requeue_seqs(&mut self, seqs: &[u64], now: DateTime<Utc>) -> Result<Vec<FireKey>, ApplyError> {
+    fn requeue_seqs(
+        &mut self,
+        seqs: &[u64],
+        now: DateTime<Utc>,
+        by: Option<String>,
+    ) -> Result<Vec<FireKey>, ApplyError> {
         if let Some(orphan) =
             seqs.iter().filter_map(|seq| self.data.fires.get(seq)).find(|f| !self.names.contains_key(&f.job_uid))
         {
@@ -97,6 +108,7 @@ impl State {
             fire.budget_since = now;
             fire.finished_at = None;
             fire.note = Some(format!("requeued at {}", now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+            fire.requeued_by = by.clone();
             keys.push(fire.key.clone());
             self.replace_fire(seq, fire);
         }

@@ -280,6 +280,8 @@ pub(super) fn new_fire(key: FireKey, job: &Job, scheduled_at: DateTime<Utc>, now
         attempts: Vec::new(),
         note: None,
         finished_at: None,
+        triggered_by: None,
+        requeued_by: None,
     }
 }
 

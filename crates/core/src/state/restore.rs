@@ -7,7 +7,7 @@ use belfry_schedule::instant::in_window;
 use chrono::{DateTime, Utc};
 
 use super::{Data, State};
-use crate::command::Response;
+use crate::command::{Response, MAX_ACTOR_BYTES};
 use crate::error::ApplyError;
 use crate::fire::{Fire, MAX_BODY_EXCERPT_BYTES, MAX_ERROR_BYTES};
 use crate::job::{Job, MAX_HISTORY_COUNT};
@@ -24,6 +24,9 @@ impl State {
     pub(super) fn restore(&mut self, data: Data) -> Result<Response, ApplyError> {
         if !self.data.jobs.is_empty() || !self.data.retired.is_empty() || !self.data.fires.is_empty() {
             return Err(ApplyError::Conflict { message: "restore needs an empty cluster; this one has jobs".into() });
+        }
+        if !self.data.tokens.is_empty() {
+            return Err(ApplyError::Conflict { message: "restore needs an empty cluster; this one has tokens".into() });
         }
         check_data(&data)?;
         *self = State::from_data(data);
@@ -75,6 +78,7 @@ fn check_data(data: &Data) -> Result<(), ApplyError> {
             return Err(invalid(at, "a retired job must have an unfinished fire"));
         }
     }
+    super::tokens::check_tokens(&data.tokens)?;
     let mut keys = std::collections::BTreeSet::new();
     for (seq, fire) in &data.fires {
         let at = format!("data.fires.{seq}");
@@ -100,6 +104,7 @@ fn check_job(at: &str, job: &Job) -> Result<(), ApplyError> {
     if job.version > MAX_COUNTER {
         return Err(invalid(format!("{at}.version"), format!("must be at most {MAX_COUNTER}")));
     }
+    check_actors(at, [&job.created_by, &job.updated_by])?;
     check_instants(at, [Some(job.created_at), Some(job.updated_at), job.next_fire_at])
 }
 
@@ -107,6 +112,7 @@ fn check_fire(at: &str, fire: &Fire) -> Result<(), ApplyError> {
     let instants = [fire.lease_until, fire.next_attempt_at, fire.finished_at];
     check_instants(at, [Some(fire.scheduled_at), Some(fire.claimed_at), Some(fire.budget_since)])?;
     check_instants(at, instants)?;
+    check_actors(at, [&fire.triggered_by, &fire.requeued_by])?;
     for attempt in &fire.attempts {
         check_instants(at, [Some(attempt.started_at), Some(attempt.finished_at)])?;
         if attempt.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_BYTES) {
@@ -127,5 +133,13 @@ fn check_instants<const N: usize>(at: &str, instants: [Option<DateTime<Utc>>; N]
         Ok(())
     } else {
         Err(invalid(at, "has an instant outside years 1970 to 9999"))
+    }
+}
+
+fn check_actors<const N: usize>(at: &str, actors: [&Option<String>; N]) -> Result<(), ApplyError> {
+    if actors.into_iter().flatten().all(|by| by.len() <= MAX_ACTOR_BYTES) {
+        Ok(())
+    } else {
+        Err(invalid(at, format!("names a writer longer than {MAX_ACTOR_BYTES} bytes")))
     }
 }

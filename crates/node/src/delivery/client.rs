@@ -80,18 +80,15 @@ impl DeliveryClient {
     }
 
     /// Sends `d` and classifies the outcome; never fails (transport errors and refusals are
-    /// outcomes). Signed by `signer` when given, else with `d.signing_secret` when set. Each
+    /// outcomes). Signed by `signer` when given. Each
     /// hop is signed over the body it carries; the attempt's timeout covers all hops.
     pub async fn send(&self, d: &Delivery, signer: Option<&Signer>, worker: u64) -> belfry_core::Attempt {
         let started_at = Utc::now();
-        let sign = |body: &[u8]| match signer {
-            Some(s) => Some(s.sign(started_at.timestamp(), body)),
-            None => d.signing_secret.as_ref().map(|secret| super::signature(secret, started_at.timestamp(), body)),
-        };
+        let sign = |body: &[u8]| signer.map(|s| s.sign(started_at.timestamp(), body));
         self.follow(d, &sign).await.attempt(d, worker, started_at)
     }
 
-    async fn follow(&self, d: &Delivery, sign: &dyn Fn(&[u8]) -> Option<String>) -> Outcome {
+    async fn follow(&self, d: &Delivery, sign: &(dyn Fn(&[u8]) -> Option<String> + Sync)) -> Outcome {
         let deadline = tokio::time::Instant::now() + d.timeout;
         let mut url = match Url::parse(&d.url) {
             Ok(u) => u,

@@ -141,13 +141,6 @@ impl Signer {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).iter().map(|k| k.id.clone()).collect()
     }
 
-    /// The signing key, for the `Deliver` RPC of workers that still take the secret from the
-    /// leader ([`super::Delivery::signing_secret`]). `None` if it is not UTF-8.
-    pub fn primary_secret(&self) -> Option<String> {
-        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-        keys.first().and_then(|k| String::from_utf8(k.secret.clone()).ok())
-    }
-
     /// Reads the key file again and, when it is acceptable, signs with its keys from now on;
     /// returns the new key ids. A signer without a file keeps its key.
     pub fn reload(&self) -> Result<Vec<String>, SigningError> {

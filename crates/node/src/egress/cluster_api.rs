@@ -188,7 +188,7 @@ pub async fn refresh(ctx: &Context, patient: bool) {
     }
     let due = peers(ctx).into_iter().filter(|(id, _)| api.due(*id, patient));
     let probes = due.map(|(id, grpc)| async move {
-        match crate::membership::probe(ctx, &grpc).await {
+        match crate::membership::probe(ctx, id, &grpc).await {
             Ok(info) => api.learn(id, &[info.http_addr]).await,
             Err(_) if !patient => api.failed(id),
             Err(_) => {}

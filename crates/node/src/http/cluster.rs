@@ -24,7 +24,7 @@ async fn view(ctx: &Api) -> ClusterView {
     let probes = membership.nodes().map(|(id, node)| {
         let (id, addr) = (*id, node.addr.clone());
         async move {
-            let probe = if id == ctx.id() { Ok(None) } else { membership::probe(ctx, &addr).await.map(Some) };
+            let probe = if id == ctx.id() { Ok(None) } else { membership::probe(ctx, id, &addr).await.map(Some) };
             (id, addr, probe)
         }
     });

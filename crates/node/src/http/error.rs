@@ -56,6 +56,7 @@ impl From<ApplyError> for ApiError {
             ApplyError::AlreadyExists { .. } => ApiError::new(StatusCode::CONFLICT, "already_exists", message),
             ApplyError::VersionMismatch { .. } => ApiError::new(StatusCode::CONFLICT, "version_mismatch", message),
             ApplyError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            ApplyError::QuotaExceeded { .. } => ApiError::new(StatusCode::CONFLICT, "quota_exceeded", message),
         }
     }
 }

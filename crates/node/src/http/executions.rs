@@ -8,9 +8,10 @@ use belfry_core::{Command, DeadLetterSelector, FireKey, FireStatus, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{Body, Param, Query};
-use super::jobs::page_limit;
+use super::jobs::{fill_page, page_limit};
 use super::Api;
 
 /// `GET /v1/executions` parameters.
@@ -59,20 +60,10 @@ fn list_fires(
             applied.state.job(name).map(|j| j.uid).ok_or_else(|| ApiError::not_found("job", name).on_field("job"))?,
         ),
     };
-    let mut executions: Vec<ExecutionView> = applied
-        .state
-        .fires_before(before, status)
-        .filter(|f| uid.is_none_or(|uid| f.job_uid == uid))
-        .take(limit + 1)
-        .map(|f| ExecutionView::of(f, false))
-        .collect();
-    let mut next_cursor = None;
-    if executions.len() > limit {
-        executions.truncate(limit);
-        let last = executions.last().map(|e| e.key.clone()).unwrap_or_default();
-        next_cursor = applied.state.fire_by_key(&FireKey(last)).map(|f| f.seq.to_string());
-    }
-    Ok(ExecutionList { executions, next_cursor })
+    let matching = applied.state.fires_before(before, status).filter(|f| uid.is_none_or(|uid| f.job_uid == uid));
+    let (page, more) = fill_page(matching.map(|f| (f.seq, ExecutionView::of(f, false))), limit);
+    let next_cursor = if more { page.last().map(|(seq, _)| seq.to_string()) } else { None };
+    Ok(ExecutionList { executions: page.into_iter().map(|(_, e)| e).collect(), next_cursor })
 }
 
 /// `GET /v1/executions?job=&status=&limit=&cursor=`.
@@ -110,8 +101,13 @@ pub async fn dead_letters(
     Ok(Json(list_fires(&ctx, q.job.as_deref(), Some(FireStatus::DeadLettered), q.limit, q.cursor.as_deref())?))
 }
 
-pub async fn requeue(State(ctx): State<Api>, Param(key): Param<String>) -> Result<Json<ExecutionView>, ApiError> {
-    let (index, response) = ctx.propose(Command::Requeue { key: FireKey(key.clone()), now: Utc::now() }).await?;
+pub async fn requeue(
+    State(ctx): State<Api>,
+    caller: Caller,
+    Param(key): Param<String>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let command = Command::Requeue { key: FireKey(key.clone()), now: Utc::now(), by: caller.id() };
+    let (index, response) = ctx.propose(command).await?;
     if let Response::Rejected { error } = response {
         return Err(error.into());
     }
@@ -139,25 +135,31 @@ fn bulk_response(response: Response) -> Result<DeadLetterResult, ApiError> {
 /// `POST /v1/dead-letters/requeue` with `{"keys": [..]}`, `{"job": ".."}` or `{"all": true}`.
 pub async fn requeue_many(
     State(ctx): State<Api>,
+    caller: Caller,
     Body(select): Body<DeadLetterSelector>,
 ) -> Result<Json<DeadLetterResult>, ApiError> {
-    let (_, response) = ctx.propose(Command::RequeueDeadLetters { select, now: Utc::now() }).await?;
+    let (_, response) = ctx.propose(Command::RequeueDeadLetters { select, now: Utc::now(), by: caller.id() }).await?;
     Ok(Json(bulk_response(response)?))
 }
 
 /// `POST /v1/dead-letters/purge` with the same selector as requeue.
+/// A purge leaves no record to carry its writer, so it is logged with it.
 pub async fn purge_many(
     State(ctx): State<Api>,
+    caller: Caller,
     Body(select): Body<DeadLetterSelector>,
 ) -> Result<Json<DeadLetterResult>, ApiError> {
     let (_, response) = ctx.propose(Command::PurgeDeadLetters { select, now: Utc::now() }).await?;
-    Ok(Json(bulk_response(response)?))
+    let result = bulk_response(response)?;
+    tracing::info!(count = result.count, by = ?caller.id(), "dead letters purged");
+    Ok(Json(result))
 }
 
 /// `DELETE /v1/dead-letters/{key}`: forgets one dead letter.
-pub async fn purge(State(ctx): State<Api>, Param(key): Param<String>) -> Result<StatusCode, ApiError> {
-    let select = DeadLetterSelector { keys: Some(vec![FireKey(key)]), ..Default::default() };
+pub async fn purge(State(ctx): State<Api>, caller: Caller, Param(key): Param<String>) -> Result<StatusCode, ApiError> {
+    let select = DeadLetterSelector { keys: Some(vec![FireKey(key.clone())]), ..Default::default() };
     let (_, response) = ctx.propose(Command::PurgeDeadLetters { select, now: Utc::now() }).await?;
     bulk_response(response)?;
+    tracing::info!(key = %key, by = ?caller.id(), "dead letter purged");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,14 +10,26 @@ use belfry_schedule::Schedule;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{Body, Param, Query};
 use super::Api;
 
-/// Most items one page may hold.
-pub const MAX_PAGE: usize = 1000;
+/// Most items one page holds; a larger `limit` (up to [`MAX_LIMIT`]) is served as this. Jobs
+/// are up to 96 KiB each, so a page of them is also cut by [`MAX_PAGE_BYTES`].
+pub const MAX_PAGE: usize = 500;
 /// Default page size.
 pub const DEFAULT_PAGE: usize = 100;
+/// Largest `limit` accepted (a larger one is a 400); anything above [`MAX_PAGE`] is served as
+/// [`MAX_PAGE`].
+pub const MAX_LIMIT: usize = 1000;
+/// Default of `Config::max_jobs` (`--max-jobs`): far above what one cluster schedules in
+/// practice, and a state of that many jobs still snapshots in seconds.
+pub const DEFAULT_MAX_JOBS: u64 = 100_000;
+/// Largest list answer, roughly: a page stops taking items once their JSON reaches this (it
+/// always holds at least one) and hands out the cursor of the rest, so no list answer costs a
+/// node more than a few MiB to build and send.
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 fn job_response(response: Response) -> Result<Json<JobView>, ApiError> {
     match response {
@@ -27,12 +39,17 @@ fn job_response(response: Response) -> Result<Json<JobView>, ApiError> {
     }
 }
 
-pub async fn create(State(ctx): State<Api>, Body(spec): Body<JobSpec>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(
+    State(ctx): State<Api>,
+    caller: Caller,
+    Body(spec): Body<JobSpec>,
+) -> Result<impl IntoResponse, ApiError> {
     let now = Utc::now();
     spec.validate(now)?;
     spec.target.refuse_redacted()?;
     crate::egress::check_target(&ctx, &spec.target.url).await?;
-    let (_, response) = ctx.propose(Command::CreateJob { spec, now }).await?;
+    let command = Command::CreateJob { spec, now, by: caller.id(), max_jobs: Some(ctx.config.max_jobs) };
+    let (_, response) = ctx.propose(command).await?;
     Ok((StatusCode::CREATED, job_response(response)?))
 }
 
@@ -48,29 +65,58 @@ pub async fn list(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<
     let limit = page_limit(q.limit)?;
     ctx.linearize().await?;
     let applied = ctx.shared.read();
-    let mut jobs: Vec<JobView> = applied
-        .state
-        .jobs_after(q.cursor.as_deref())
-        .filter(|j| q.paused.is_none_or(|p| j.spec.paused == p))
-        .take(limit + 1)
-        .map(JobView::from)
-        .collect();
-    let next_cursor = if jobs.len() > limit {
-        jobs.truncate(limit);
-        jobs.last().map(|j| j.name.clone())
-    } else {
-        None
-    };
+    let matching =
+        applied.state.jobs_after(q.cursor.as_deref()).filter(|j| q.paused.is_none_or(|p| j.spec.paused == p));
+    let (jobs, more) = fill_page(matching.map(JobView::from), limit);
+    let next_cursor = if more { jobs.last().map(|j| j.name.clone()) } else { None };
     Ok(Json(JobList { jobs, next_cursor }))
 }
 
-/// Checks `limit` (1..=1000, default 100).
+/// Checks `limit`: 1 to [`MAX_LIMIT`], default 100; a page holds at most [`MAX_PAGE`] whatever
+/// the limit (the cursor says there is more), so clients written for bigger pages still page.
 pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_PAGE}"))),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n.min(MAX_PAGE)),
+        Some(_) => Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}"))),
     }
+}
+
+/// Takes at most `limit` items, and no more once their JSON passes [`MAX_PAGE_BYTES`] (but at
+/// least one); says whether items were left.
+pub fn fill_page<T: serde::Serialize>(items: impl Iterator<Item = T>, limit: usize) -> (Vec<T>, bool) {
+    let mut page = Vec::new();
+    let mut bytes = 0usize;
+    for item in items {
+        if page.len() >= limit {
+            return (page, true);
+        }
+        let size = json_size(&item);
+        if !page.is_empty() && bytes.saturating_add(size) > MAX_PAGE_BYTES {
+            return (page, true);
+        }
+        bytes = bytes.saturating_add(size);
+        page.push(item);
+    }
+    (page, false)
+}
+
+/// Bytes of `value`'s JSON, counted without keeping it.
+fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing belfry's own view types into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 pub async fn get(State(ctx): State<Api>, Param(name): Param<String>) -> Result<Json<JobView>, ApiError> {
@@ -81,6 +127,7 @@ pub async fn get(State(ctx): State<Api>, Param(name): Param<String>) -> Result<J
 
 pub async fn replace(
     State(ctx): State<Api>,
+    caller: Caller,
     Param(name): Param<String>,
     headers: HeaderMap,
     Body(spec): Body<JobSpec>,
@@ -102,7 +149,7 @@ pub async fn replace(
     let now = Utc::now();
     spec.validate(now)?;
     crate::egress::check_target(&ctx, &spec.target.url).await?;
-    let (_, response) = ctx.propose(Command::ReplaceJob { spec, if_version, now }).await?;
+    let (_, response) = ctx.propose(Command::ReplaceJob { spec, if_version, now, by: caller.id() }).await?;
     job_response(response)
 }
 
@@ -127,23 +174,43 @@ async fn keep_redacted(
     Ok((spec, Some(job.version)))
 }
 
-pub async fn delete(State(ctx): State<Api>, Param(name): Param<String>) -> Result<StatusCode, ApiError> {
-    match ctx.propose(Command::DeleteJob { name }).await?.1 {
+/// Deletes a job. A delete leaves no record to carry its writer, so it is logged with it.
+pub async fn delete(
+    State(ctx): State<Api>,
+    caller: Caller,
+    Param(name): Param<String>,
+) -> Result<StatusCode, ApiError> {
+    match ctx.propose(Command::DeleteJob { name: name.clone() }).await?.1 {
         Response::Rejected { error } => Err(error.into()),
-        _ => Ok(StatusCode::NO_CONTENT),
+        _ => {
+            tracing::info!(job = %name, by = ?caller.id(), "job deleted");
+            Ok(StatusCode::NO_CONTENT)
+        }
     }
 }
 
-pub async fn pause(State(ctx): State<Api>, Param(name): Param<String>) -> Result<Json<JobView>, ApiError> {
-    job_response(ctx.propose(Command::PauseJob { name, now: Utc::now() }).await?.1)
+pub async fn pause(
+    State(ctx): State<Api>,
+    caller: Caller,
+    Param(name): Param<String>,
+) -> Result<Json<JobView>, ApiError> {
+    job_response(ctx.propose(Command::PauseJob { name, now: Utc::now(), by: caller.id() }).await?.1)
 }
 
-pub async fn resume(State(ctx): State<Api>, Param(name): Param<String>) -> Result<Json<JobView>, ApiError> {
-    job_response(ctx.propose(Command::ResumeJob { name, now: Utc::now() }).await?.1)
+pub async fn resume(
+    State(ctx): State<Api>,
+    caller: Caller,
+    Param(name): Param<String>,
+) -> Result<Json<JobView>, ApiError> {
+    job_response(ctx.propose(Command::ResumeJob { name, now: Utc::now(), by: caller.id() }).await?.1)
 }
 
-pub async fn trigger(State(ctx): State<Api>, Param(name): Param<String>) -> Result<impl IntoResponse, ApiError> {
-    let (index, response) = ctx.propose(Command::TriggerJob { name, now: Utc::now() }).await?;
+pub async fn trigger(
+    State(ctx): State<Api>,
+    caller: Caller,
+    Param(name): Param<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (index, response) = ctx.propose(Command::TriggerJob { name, now: Utc::now(), by: caller.id() }).await?;
     let key = match response {
         Response::Triggered { key } => key,
         Response::Rejected { error } => return Err(error.into()),

@@ -7,28 +7,43 @@
 //! are 404 and known routes with another method 405 (with `Allow`), and `serve` wraps the
 //! router in the edge layers (`edge`: 500 on a panic, 408, 413, 414, 431) and the limits of
 //! [`HttpLimits`].
+//!
+//! Every route is an entry of [`ROUTES`], which also says who may call it (`auth`); the router
+//! is built from that table alone, so a route cannot exist without its access rule. `auth`
+//! checks tokens, roles and rate limits, `browser` keeps web pages of other sites out.
 
+pub mod auth;
+mod browser;
 mod cluster;
 mod edge;
 mod error;
 mod executions;
 mod extract;
 mod jobs;
+pub mod rate;
 mod serve;
 mod stall;
+mod tls;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
+use belfry_core::Role;
 
+pub use auth::{Access, ApiAuth, BootstrapToken};
 pub use error::ApiError;
+pub use jobs::{DEFAULT_MAX_JOBS, MAX_PAGE, MAX_PAGE_BYTES};
+pub use rate::RateLimit;
 pub use serve::{serve, HttpLimits};
+pub use tls::HttpTls;
+pub use tokens::random_token;
 
 use crate::context::Context;
 
@@ -38,32 +53,72 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// What handlers share.
 pub type Api = Arc<Context>;
 
-/// The router of every route.
+/// One route: its method and template, the least access it needs, and its handler.
+pub struct Route {
+    /// The method (`GET` also answers `HEAD`).
+    pub method: Method,
+    /// The template, as axum matches it (`/v1/jobs/{name}`).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    handler: fn() -> MethodRouter<Api>,
+}
+
+macro_rules! route {
+    ($method:ident $path:literal, $access:expr, $handler:path) => {
+        Route { method: Method::$method, path: $path, access: $access, handler: || on(MethodFilter::$method, $handler) }
+    };
+}
+
+const VIEWER: Access = Access::Least(Role::Viewer);
+const EDITOR: Access = Access::Least(Role::Editor);
+const OPERATOR: Access = Access::Least(Role::Operator);
+const ADMIN: Access = Access::Least(Role::Admin);
+
+/// Every route, and the least role that may call it (docs/SECURITY.md, "Roles"): viewers
+/// read everything but backups and tokens; editors also write jobs and dead letters and
+/// preview schedules; operators also change membership and leadership and take backups;
+/// admins also manage tokens.
+pub static ROUTES: &[Route] = &[
+    route!(POST "/v1/jobs", EDITOR, jobs::create),
+    route!(GET "/v1/jobs", VIEWER, jobs::list),
+    route!(GET "/v1/jobs/{name}", VIEWER, jobs::get),
+    route!(PUT "/v1/jobs/{name}", EDITOR, jobs::replace),
+    route!(DELETE "/v1/jobs/{name}", EDITOR, jobs::delete),
+    route!(POST "/v1/jobs/{name}/pause", EDITOR, jobs::pause),
+    route!(POST "/v1/jobs/{name}/resume", EDITOR, jobs::resume),
+    route!(POST "/v1/jobs/{name}/trigger", EDITOR, jobs::trigger),
+    route!(GET "/v1/jobs/{name}/upcoming", VIEWER, jobs::upcoming),
+    route!(POST "/v1/schedule/preview", EDITOR, jobs::preview),
+    route!(GET "/v1/executions", VIEWER, executions::list),
+    route!(GET "/v1/executions/{key}", VIEWER, executions::get),
+    route!(GET "/v1/dead-letters", VIEWER, executions::dead_letters),
+    route!(POST "/v1/dead-letters/requeue", EDITOR, executions::requeue_many),
+    route!(POST "/v1/dead-letters/purge", EDITOR, executions::purge_many),
+    route!(DELETE "/v1/dead-letters/{key}", EDITOR, executions::purge),
+    route!(POST "/v1/dead-letters/{key}/requeue", EDITOR, executions::requeue),
+    route!(GET "/v1/cluster", VIEWER, cluster::status),
+    route!(POST "/v1/cluster/members", OPERATOR, cluster::add_member),
+    route!(DELETE "/v1/cluster/members/{id}", OPERATOR, cluster::remove_member),
+    route!(POST "/v1/cluster/transfer-leadership", OPERATOR, cluster::transfer_leadership),
+    route!(GET "/v1/backup", OPERATOR, cluster::backup),
+    route!(POST "/v1/tokens", ADMIN, tokens::create),
+    route!(GET "/v1/tokens", ADMIN, tokens::list),
+    route!(DELETE "/v1/tokens/{id}", ADMIN, tokens::revoke),
+    route!(GET "/healthz", Access::Open, cluster::healthz),
+    route!(GET "/readyz", Access::Open, cluster::readyz),
+    route!(GET "/metrics", Access::Metrics, metrics),
+    route!(GET "/", Access::Open, ui),
+];
+
+/// The router of every route in [`ROUTES`], behind the guard of `auth`.
 pub fn router(ctx: Arc<Context>) -> Router {
-    Router::new()
-        .route("/v1/jobs", post(jobs::create).get(jobs::list))
-        .route("/v1/jobs/{name}", get(jobs::get).put(jobs::replace).delete(jobs::delete))
-        .route("/v1/jobs/{name}/pause", post(jobs::pause))
-        .route("/v1/jobs/{name}/resume", post(jobs::resume))
-        .route("/v1/jobs/{name}/trigger", post(jobs::trigger))
-        .route("/v1/jobs/{name}/upcoming", get(jobs::upcoming))
-        .route("/v1/schedule/preview", post(jobs::preview))
-        .route("/v1/executions", get(executions::list))
-        .route("/v1/executions/{key}", get(executions::get))
-        .route("/v1/dead-letters", get(executions::dead_letters))
-        .route("/v1/dead-letters/requeue", post(executions::requeue_many))
-        .route("/v1/dead-letters/purge", post(executions::purge_many))
-        .route("/v1/dead-letters/{key}", axum::routing::delete(executions::purge))
-        .route("/v1/dead-letters/{key}/requeue", post(executions::requeue))
-        .route("/v1/cluster", get(cluster::status))
-        .route("/v1/cluster/members", post(cluster::add_member))
-        .route("/v1/cluster/members/{id}", axum::routing::delete(cluster::remove_member))
-        .route("/v1/cluster/transfer-leadership", post(cluster::transfer_leadership))
-        .route("/v1/backup", get(cluster::backup))
-        .route("/healthz", get(cluster::healthz))
-        .route("/readyz", get(cluster::readyz))
-        .route("/metrics", get(metrics))
-        .route("/", get(ui))
+    let guard = auth::Guard::new(ctx.clone());
+    let mut router = Router::new();
+    for r in ROUTES {
+        router = router.route(r.path, (r.handler)());
+    }
+    router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         // After every route: it applies to the routes that exist when it is set. The `Allow`
         // header is added by axum's method router.
@@ -75,6 +130,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(middleware::from_fn_with_state(guard, auth::guard))
         .layer(middleware::from_fn_with_state(ctx.clone(), record))
         .with_state(ctx)
 }
@@ -96,6 +152,24 @@ async fn metrics(State(ctx): State<Api>) -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, content_type)], body)
 }
 
-async fn ui() -> Html<&'static str> {
-    Html(include_str!("ui.html"))
+async fn ui() -> impl IntoResponse {
+    ([(header::CONTENT_SECURITY_POLICY, browser::page_policy().clone())], Html(browser::PAGE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_registered_through_the_table() {
+        // The router is built from ROUTES in one loop; a route added by any other call in this
+        // file would have no access rule.
+        let source = include_str!("mod.rs");
+        let calls = source.matches(concat!(".route", "(")).count();
+        assert_eq!(calls, 1, "routes must be entries of ROUTES, not .route calls");
+        let mut seen = std::collections::BTreeSet::new();
+        for r in ROUTES {
+            assert!(seen.insert((r.method.as_str(), r.path)), "{} {} is in ROUTES twice", r.method, r.path);
+        }
+    }
 }

@@ -17,24 +17,32 @@
 //!   beyond those gets hyper's bare 431, and a request hyper cannot parse at all its bare
 //!   400: both come from hyper before any belfry code runs.
 //!
-//! Only HTTP/1.1 (and 1.0) is served; the API has no use for h2c.
+//! Only HTTP/1.1 (and 1.0) is served; the API has no use for h2c. With TLS on, every connection
+//! is TLS: the handshake must finish within `header_read`.
+//!
+//! Every request carries its peer address (`ConnectInfo`), and every response, the edge
+//! layers' own included, the headers of `browser::security_headers`.
 //!
 //! Shutdown: when `stop` turns true the listener closes, every connection is told to finish
 //! (an idle one closes at once, one with a request in flight once its response is written)
 //! and [`serve`] returns when the last one has.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::middleware;
 use axum::Router;
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::edge;
 use super::stall::StallGuard;
+use super::tls::HttpTls;
 
 /// Longest any configured timeout is taken to be: beyond it, deadline arithmetic could
 /// overflow, and no client needs a day.
@@ -106,13 +114,20 @@ pub(crate) fn deadline_after(d: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + d.min(MAX_TIMEOUT)
 }
 
-/// Serves `router` on `listener` with `limits` until `stop` turns true (or its sender is
-/// dropped), then lets every open connection finish and returns.
-pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, mut stop: watch::Receiver<bool>) {
+/// Serves `router` on `listener` with `limits` (over TLS with `tls`) until `stop` turns true
+/// (or its sender is dropped), then lets every open connection finish and returns.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    tls: Option<HttpTls>,
+    mut stop: watch::Receiver<bool>,
+) {
     let app = router
         .layer(middleware::from_fn_with_state(limits.clone(), edge::read_body))
         .layer(middleware::from_fn_with_state(limits.clone(), edge::check_head))
-        .layer(middleware::from_fn(edge::catch_panic));
+        .layer(middleware::from_fn(edge::catch_panic))
+        .layer(middleware::from_fn(super::browser::security_headers));
     let slots = limits.max_connections.max(1);
     let permits = Arc::new(Semaphore::new(slots as usize));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -129,9 +144,9 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, mu
             },
             () = stopped(&mut stop) => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -140,24 +155,48 @@ pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, mu
             () = stopped(&mut stop) => break,
         };
         let (http, app, limits, stop) = (http.clone(), app.clone(), limits.clone(), stop.clone());
-        tokio::spawn(connection(stream, permit, http, app, limits, stop));
+        let _ = stream.set_nodelay(true);
+        match &tls {
+            None => drop(tokio::spawn(connection(stream, peer, permit, http, app, limits, stop))),
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tokio::spawn(async move {
+                    // The handshake counts against the head timeout: a client that opens a
+                    // connection and says nothing holds its slot no longer over TLS.
+                    let handshake = tokio::time::timeout(limits.header_read.min(MAX_TIMEOUT), acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => connection(stream, peer, permit, http, app, limits, stop).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     // Every connection holds a slot until it ends: all slots back means all are done.
     let _ = permits.acquire_many(slots).await;
 }
 
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
     _slot: OwnedSemaphorePermit,
     http: hyper::server::conn::http1::Builder,
     app: Router,
     limits: HttpLimits,
     mut stop: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let io = StallGuard::new(TokioIo::new(stream), limits.write_stall);
-    let conn = http.serve_connection(io, TowerToHyperService::new(app));
+    // Every request learns its peer address (the rate limits of `auth` key on it).
+    let app = TowerToHyperService::new(app);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        app.call(req)
+    });
+    let conn = http.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,

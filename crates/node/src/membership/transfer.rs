@@ -37,7 +37,7 @@ pub(super) async fn transfer_locked(ctx: &Context, to: Option<NodeId>) -> Result
         Some(t) if !voters.contains(&t) => return Err(invalid("to", format!("node {t} is not a voter"))),
         Some(t) => {
             let addr = ctx.member_addr(t).ok_or(MembershipError::NotFound(t))?;
-            probe(ctx, &addr).await.map_err(|e| MembershipError::Unsafe(format!("node {t} is unreachable: {e}")))?;
+            probe(ctx, t, &addr).await.map_err(|e| MembershipError::Unsafe(format!("node {t} is unreachable: {e}")))?;
             t
         }
         None => pick_target(ctx, &voters).await?,
@@ -60,7 +60,7 @@ pub(super) async fn transfer_locked(ctx: &Context, to: Option<NodeId>) -> Result
 
     ctx.raft.runtime_config().heartbeat(false);
     let _heartbeats = Heartbeats(ctx);
-    let ch = ctx.channels.get(&addr).map_err(|e| MembershipError::Unavailable(e.to_string()))?;
+    let ch = ctx.channels.get(target, &addr).map_err(|e| MembershipError::Unavailable(e.to_string()))?;
     let elect_after = lease.saturating_add(Duration::from_millis(100));
     let elect_after_ms = u64::try_from(elect_after.as_millis()).unwrap_or(u64::MAX);
     ClusterClient::new(ch)
@@ -91,7 +91,7 @@ async fn pick_target(ctx: &Context, voters: &BTreeSet<NodeId>) -> Result<NodeId,
     candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     for (_, id) in &candidates {
         if let Some(addr) = ctx.member_addr(*id) {
-            if probe(ctx, &addr).await.is_ok() {
+            if probe(ctx, *id, &addr).await.is_ok() {
                 return Ok(*id);
             }
         }

@@ -30,23 +30,27 @@
 //!   ([`network::RpcTimeouts`]), and openraft's retry of the same range joins that request
 //!   instead of sending the batch again. Heartbeats carry no entries and keep the short
 //!   deadline;
-//! - snapshots travel in [`SNAPSHOT_CHUNK_BYTES`] chunks, each with
-//!   [`SNAPSHOT_RPC_TIMEOUT`] (the last chunk includes installing the snapshot);
+//! - snapshots travel in [`SNAPSHOT_CHUNK_BYTES`] chunks framed as raw bytes ([`chunk`]),
+//!   each with [`SNAPSHOT_RPC_TIMEOUT`] (the last chunk includes installing the snapshot);
 //! - a learner counts as caught up within `learner_max_lag` entries of the leader's log
-//!   (`crate::membership`), which is also openraft's `replication_lag_threshold`.
+//!   (`crate::membership`), which is also openraft's `replication_lag_threshold`;
+//! - a follower that lacks committed entries calls no elections ([`campaign`]), so one that
+//!   waits for a snapshot cannot depose the leader sending it.
 //!
 //! # Left out
 //! - The state machine is snapshotted whole, as one JSON document; a state of hundreds of
 //!   thousands of jobs makes snapshots of tens of MiB, built under a read lock.
 //! - A node whose data dir was wiped while still a member must be removed and re-added: it
 //!   would come back with an empty log and vote, which openraft treats as a fatal inconsistency.
-//! - Snapshot chunks are JSON like every other raft payload, so their bytes travel as a JSON
-//!   array of numbers (up to four bytes on the wire per byte of snapshot).
+//! - A node that predates framed snapshot chunks cannot read one: during a rolling upgrade,
+//!   a follower that needs a snapshot gets it once the leader and it run the same version.
 
 // openraft's trait methods return its own (large) StorageError; helpers return the same type
 // rather than boxing it only to unbox it at the trait boundary.
 #![allow(clippy::result_large_err)]
 
+pub mod campaign;
+pub mod chunk;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -70,8 +74,8 @@ pub const MAX_APPEND_ENTRIES: u64 = 64;
 /// entries of the largest job spec (about 100 KiB) still go ten at a time.
 pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
 
-/// Snapshot chunk size. Encoded as JSON (at most four bytes per byte) a chunk stays far
-/// below [`MAX_MESSAGE_BYTES`], and a chunk never holds a link for long.
+/// Snapshot chunk size: far below [`MAX_MESSAGE_BYTES`] with its frame ([`chunk`]), and
+/// short on any link, so a chunk never holds the connection heartbeats share for long.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Deadline of one snapshot chunk RPC. The last chunk includes decoding and installing the
@@ -79,7 +83,7 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 pub const SNAPSHOT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 // The budgets above must fit the gRPC message limit, with room for the request around them.
-const _: () = assert!(4 * SNAPSHOT_CHUNK_BYTES + 64 * 1024 <= MAX_MESSAGE_BYTES);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES + 64 * 1024 <= MAX_MESSAGE_BYTES);
 const _: () = assert!(2 * MAX_APPEND_BYTES <= MAX_MESSAGE_BYTES);
 
 openraft::declare_raft_types!(

@@ -7,7 +7,8 @@
 //! ([`RpcTimeouts::append`]): openraft gives up on it after `heartbeat_interval` and retries
 //! the same range, and the retry joins the request still in flight rather than sending the
 //! batch again. A request larger than [`MAX_APPEND_BYTES`] with more than one entry is refused
-//! with `PayloadTooLarge` and an entries hint, so openraft splits it.
+//! with `PayloadTooLarge` and an entries hint, so openraft splits it. Snapshot chunks travel
+//! framed ([`chunk`]), their bytes as they are.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,8 +28,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{NodeId, TypeConfig, MAX_APPEND_BYTES};
+use super::{chunk, NodeId, TypeConfig, MAX_APPEND_BYTES};
 use crate::config::Config;
+use crate::peer_tls::PeerTls;
 use crate::proto::raft_client::RaftClient;
 use crate::proto::RaftPayload;
 
@@ -45,39 +47,53 @@ const ENVELOPE_BYTES: usize = 16 * 1024;
 /// (64 Mbit/s).
 const MIN_PEER_BYTES_PER_SEC: u64 = 8 * 1024 * 1024;
 
-/// Cached channels by gRPC address. Shared with the dispatcher and the cluster client so a
-/// node holds one HTTP/2 connection per peer.
+/// Cached channels by peer id and gRPC address. Shared with the dispatcher and the cluster
+/// client so a node holds one HTTP/2 connection per peer. With peer TLS, each channel checks
+/// that the server it reaches holds the certificate of the node it was opened for.
 #[derive(Clone, Default)]
 pub struct Channels {
     // A std Mutex: held only to look up or insert, never across an `.await`.
-    inner: Arc<Mutex<HashMap<String, Channel>>>,
+    inner: Arc<Mutex<HashMap<(NodeId, String), Channel>>>,
+    tls: Option<PeerTls>,
 }
 
 impl Channels {
-    /// The channel to `addr` (`host:port`), created lazily on first use.
-    pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    /// Channels that use `tls` (plaintext when `None`).
+    pub fn new(tls: Option<PeerTls>) -> Channels {
+        Channels { inner: Arc::default(), tls }
+    }
+
+    /// The channel to node `id` at `addr` (`host:port`), created lazily on first use.
+    pub fn get(&self, id: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(ch) = map.get(addr) {
+        let key = (id, addr.to_string());
+        if let Some(ch) = map.get(&key) {
             return Ok(ch.clone());
         }
-        let ch = endpoint(addr)?.connect_lazy();
-        map.insert(addr.to_string(), ch.clone());
+        let ch = self.endpoint(id, addr)?.connect_lazy();
+        map.insert(key, ch.clone());
         Ok(ch)
     }
 
-    /// A channel to `addr` that is not cached: for addresses that are not members (yet), so a
-    /// stream of bad requests cannot grow the cache. Its connection closes when it is dropped.
-    pub fn uncached(addr: &str) -> Result<Channel, tonic::transport::Error> {
-        Ok(endpoint(addr)?.connect_lazy())
+    /// A channel to node `id` at `addr` that is not cached: for addresses that are not
+    /// members (yet), so a stream of bad requests cannot grow the cache. Its connection
+    /// closes when it is dropped.
+    pub fn uncached(&self, id: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        Ok(self.endpoint(id, addr)?.connect_lazy())
     }
-}
 
-fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5)))
+    fn endpoint(&self, id: NodeId, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.client(id)),
+            None => Ok(endpoint),
+        }
+    }
 }
 
 /// When each peer last answered a raft RPC from this node (for `/v1/cluster`).
@@ -139,7 +155,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        let client = self.channels.get(&node.addr).ok().map(|ch| {
+        let client = self.channels.get(target, &node.addr).ok().map(|ch| {
             RaftClient::new(ch)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -272,6 +288,20 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let data = encode(req)?;
+        self.call_encoded(kind, data, option).await
+    }
+
+    /// [`PeerClient::call`] for a request already encoded.
+    async fn call_encoded<Resp, E>(
+        &mut self,
+        kind: Rpc,
+        data: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let bytes =
             send(self.client.clone(), &self.addr, kind, data, option.hard_ttl()).await.map_err(Failure::into_rpc)?;
         self.contacts.touch(self.target);
@@ -379,7 +409,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.call(Rpc::Snapshot, &req, &option).await
+        let data = chunk::encode(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.call_encoded(Rpc::Snapshot, data, &option).await
     }
 
     async fn vote(

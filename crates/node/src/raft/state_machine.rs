@@ -97,6 +97,8 @@ fn kind(command: &Command) -> &'static str {
         Command::RequeueDeadLetters { .. } => "requeue_dead_letters",
         Command::PurgeDeadLetters { .. } => "purge_dead_letters",
         Command::Restore { .. } => "restore",
+        Command::CreateToken { .. } => "create_token",
+        Command::RevokeToken { .. } => "revoke_token",
     }
 }
 
