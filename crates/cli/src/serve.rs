@@ -71,8 +71,8 @@ pub struct ServeArgs {
     #[arg(long, env = "BELFRY_MAX_CLOCK_SKEW_MS", default_value_t = 500)]
     pub max_clock_skew_ms: u64,
     /// Secret for `Belfry-Signature` on every delivery (HMAC-SHA256); unsigned when absent.
-    /// Deprecated on the command line (visible in /proc/PID/cmdline): use
-    /// --signing-secret-file, or the environment variable.
+    /// Only from the environment (BELFRY_SIGNING_SECRET) or a config file: on the command line
+    /// every local user could read it, so `belfry serve` refuses it there.
     #[arg(long, env = "BELFRY_SIGNING_SECRET", hide_env_values = true)]
     pub signing_secret: Option<String>,
     /// Log format: `text` or `json`.
@@ -264,8 +264,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     init_logging(&args.log_format);
     if secret_on_command_line(std::env::args_os()) {
-        tracing::warn!(
-            "--signing-secret on the command line is deprecated: every local user can read it in /proc/PID/cmdline; \
+        anyhow::bail!(
+            "--signing-secret on the command line is refused: every local user can read it in /proc/PID/cmdline; \
              use --signing-secret-file or BELFRY_SIGNING_SECRET"
         );
     }

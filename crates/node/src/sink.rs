@@ -37,6 +37,9 @@ pub struct Received {
     /// The status the sink answered.
     #[serde(default = "ok_status")]
     pub status: u16,
+    /// `Belfry-Signature`, when the delivery was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 fn ok_status() -> u16 {
@@ -169,6 +172,7 @@ async fn receive(State(state): State<Shared>, uri: axum::http::Uri, headers: Hea
         received_at_ms: chrono::Utc::now().timestamp_millis(),
         path: uri.path().to_string(),
         status: status.as_u16(),
+        signature: headers.get("belfry-signature").and_then(|v| v.to_str().ok()).map(str::to_string),
     };
     tracing::info!(key = %r.key, job = %r.job, attempt = %r.attempt, status = r.status, "sink received");
     state.0.deliveries.lock().unwrap_or_else(|e| e.into_inner()).push(r);
