@@ -27,6 +27,10 @@
 //! Keys are deterministic, so any leader computes the same key for the same fire, and the key
 //! is the `Idempotency-Key` of every attempt.
 //!
+//! The distributed decisions around apply (placement, the worker's admission of a `Deliver`,
+//! the leader's reaction to each reply, the settle table) are pure functions in [`protocol`],
+//! with time, membership, health and replies as parameters.
+//!
 //! # apply() cannot panic
 //!
 //! Every entry of the log is applied by every replica, again after every restart, so one entry
@@ -84,6 +88,7 @@ pub mod error;
 pub mod fire;
 pub mod job;
 pub mod plan;
+pub mod protocol;
 pub mod retry;
 pub mod state;
 

@@ -48,3 +48,32 @@ pub fn attempt(o: &proto::Outcome) -> Attempt {
         retry_after_ms: o.retry_after_ms,
     }
 }
+
+/// A refusal as its protobuf enum.
+pub fn refusal_to_proto(r: belfry_core::protocol::Refusal) -> proto::Refusal {
+    use belfry_core::protocol::Refusal as R;
+    match r {
+        R::StaleTerm => proto::Refusal::StaleTerm,
+        R::NotLeader => proto::Refusal::NotLeader,
+        R::NotDispatched => proto::Refusal::NotDispatched,
+        R::LeaseExpired => proto::Refusal::LeaseExpired,
+        R::InProgress => proto::Refusal::InProgress,
+        R::ShuttingDown => proto::Refusal::ShuttingDown,
+        R::LedgerError => proto::Refusal::LedgerError,
+    }
+}
+
+/// A protobuf refusal; `None` for one this version does not know.
+pub fn refusal_from_proto(code: i32) -> Option<belfry_core::protocol::Refusal> {
+    use belfry_core::protocol::Refusal as R;
+    match proto::Refusal::try_from(code).ok()? {
+        proto::Refusal::Unspecified => None,
+        proto::Refusal::StaleTerm => Some(R::StaleTerm),
+        proto::Refusal::NotLeader => Some(R::NotLeader),
+        proto::Refusal::NotDispatched => Some(R::NotDispatched),
+        proto::Refusal::LeaseExpired => Some(R::LeaseExpired),
+        proto::Refusal::InProgress => Some(R::InProgress),
+        proto::Refusal::ShuttingDown => Some(R::ShuttingDown),
+        proto::Refusal::LedgerError => Some(R::LedgerError),
+    }
+}

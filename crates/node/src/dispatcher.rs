@@ -1,27 +1,28 @@
-//! The leader's dispatcher: sends committed dispatches to workers, commits their outcomes, and
-//! settles fires whose dispatch it did not see finish (after a failover, a lost worker or a
-//! broken RPC) through the workers' ledgers (docs/DESIGN.md, "The fire protocol": the steps
-//! dispatch, complete and settle).
+//! The leader's dispatcher, in three parts (docs/DESIGN.md, "The fire protocol"): the sender
+//! here (the step dispatch: placement and `Deliver`, acting on each reply), the settler in
+//! [`settle`] (the step settle), and the completion batcher in [`completions`] (the step
+//! complete). The decisions are `belfry_core::protocol`'s; this is the IO around them.
+
+mod completions;
+mod settle;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use belfry_core::{Assignment, Command, Completion, Dispatch, Fire, FireKey, FireStatus, Redispatch, Response};
+use belfry_core::protocol::{self, DeliverResult, ReplyAction};
+use belfry_core::{Assignment, Command, Completion, Dispatch, FireKey, FireStatus, Redispatch, Response};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::context::Context;
-use crate::convert::attempt;
 use crate::peer_tls::Caller;
 use crate::proto::worker_client::WorkerClient;
-use crate::proto::{deliver_reply, DeliverRequest, DeliveryState, QueryDeliveryReply, QueryDeliveryRequest};
+use crate::proto::DeliverRequest;
 use crate::raft::NodeId;
-use crate::worker::{refusal, reply_attempt, Worker};
+use crate::worker::{deliver_result, Worker};
 
-/// Completions committed per log entry at most.
-const COMPLETION_BATCH: usize = 1000;
 /// How long a worker that failed an RPC is passed over.
 const UNHEALTHY_FOR: Duration = Duration::from_secs(5);
 
@@ -54,38 +55,30 @@ impl Dispatcher {
             unhealthy: Mutex::new(HashMap::new()),
             next_worker: AtomicUsize::new(0),
         });
-        tokio::spawn(commit_completions(ctx, rx));
+        tokio::spawn(completions::commit_completions(ctx, rx));
         d
     }
 
-    /// Picks a worker: healthy followers in turn; the leader itself only when it is alone.
+    /// Picks a worker (`protocol::place`): followers that answered raft within two election
+    /// timeouts and failed no RPC lately, in turn; the leader itself only when none has.
     pub fn assignment(&self, term: u64, now: DateTime<Utc>) -> Assignment {
         let me = self.ctx.id();
         let members: Vec<NodeId> = {
             let metrics = self.ctx.raft.metrics();
             let m = metrics.borrow();
-            m.membership_config.membership().nodes().map(|(id, _)| *id).filter(|id| *id != me).collect()
+            m.membership_config.membership().nodes().map(|(id, _)| *id).collect()
         };
-        // A follower that has not answered raft for a while is down or paused: a `Deliver` to it
-        // would hang until its lease ran out.
         let answering = 2 * self.ctx.config.election_timeout;
-        let healthy: Vec<NodeId> = {
+        let worker = {
             let mut unhealthy = self.unhealthy.lock().unwrap_or_else(|e| e.into_inner());
             unhealthy.retain(|_, since| since.elapsed() < UNHEALTHY_FOR);
-            members
-                .iter()
-                .copied()
-                .filter(|id| !unhealthy.contains_key(id))
-                .filter(|id| self.ctx.contacts.since(*id).is_some_and(|d| d < answering))
-                .collect()
+            let healthy =
+                |id: NodeId| !unhealthy.contains_key(&id) && self.ctx.contacts.since(id).is_some_and(|d| d < answering);
+            protocol::place(me, &members, healthy, self.next_worker.fetch_add(1, Ordering::Relaxed))
         };
-        let worker = if healthy.is_empty() {
-            me
-        } else {
-            healthy[self.next_worker.fetch_add(1, Ordering::Relaxed) % healthy.len()]
-        };
-        let lease = self.ctx.config.lease;
-        Assignment { worker, term, lease_until: now + chrono::Duration::milliseconds(lease.as_millis() as i64) }
+        let lease = chrono::Duration::from_std(self.ctx.config.lease).unwrap_or(chrono::Duration::MAX);
+        let lease_until = now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        Assignment { worker, term, lease_until }
     }
 
     fn mark_unhealthy(&self, id: NodeId) {
@@ -140,33 +133,48 @@ impl Dispatcher {
                 None => Err(RpcError::NotSent(format!("worker {} is not a member", d.worker))),
             }
         };
-        match reply {
+        let result = match reply {
             Ok(reply) => {
-                if let Some(a) = reply_attempt(&reply) {
-                    let _ = self.completions.send(Completion { key: d.key.clone(), attempt: a }).await;
-                } else if let Some(deliver_reply::Result::Refused(why)) = reply.result {
-                    tracing::info!(key = %d.key, worker = d.worker, reason = %why, "delivery refused");
-                    if !why.starts_with(refusal::STALE_TERM) && !why.starts_with(refusal::IN_PROGRESS) {
-                        // Refused before any send: safe to hand to another worker at once.
-                        self.mark_unhealthy(d.worker);
-                        self.redispatch(d.key.clone(), d.attempt, d.term).await;
-                    }
+                let (result, detail) = deliver_result(reply);
+                if let Some(detail) = detail {
+                    tracing::info!(key = %d.key, worker = d.worker, reason = %detail, "delivery refused");
                 }
+                result
             }
             Err(RpcError::NotSent(e)) => {
-                // The connection could not be made, so the request never left: another worker
-                // can take it at once.
                 tracing::info!(key = %d.key, worker = d.worker, error = %e, "worker unreachable; dispatching elsewhere");
+                DeliverResult::NotSent
+            }
+            Err(RpcError::Unknown(e)) => {
+                tracing::warn!(key = %d.key, worker = d.worker, error = %e, "deliver RPC failed");
+                DeliverResult::Unknown
+            }
+        };
+        match protocol::on_reply(result, self.is_current(d)) {
+            ReplyAction::Commit(a) => {
+                let _ = self.completions.send(Completion { key: d.key.clone(), attempt: a }).await;
+            }
+            ReplyAction::Redispatch => {
                 self.mark_unhealthy(d.worker);
                 self.redispatch(d.key.clone(), d.attempt, d.term).await;
             }
-            Err(RpcError::Unknown(e)) => {
-                // The send may or may not have happened: the settle loop asks the ledger once the
-                // lease has run out.
-                tracing::warn!(key = %d.key, worker = d.worker, error = %e, "deliver RPC failed");
-                self.mark_unhealthy(d.worker);
+            ReplyAction::Settle { mark_unhealthy } => {
+                if mark_unhealthy {
+                    self.mark_unhealthy(d.worker);
+                }
             }
         }
+    }
+
+    /// Whether `d` is still the current dispatch of its fire in this node's state.
+    fn is_current(&self, d: &Dispatch) -> bool {
+        let applied = self.ctx.shared.read();
+        applied.state.fire_by_key(&d.key).is_some_and(|f| {
+            f.status == FireStatus::Dispatched
+                && f.attempt == d.attempt
+                && f.worker == Some(d.worker)
+                && f.lease_until == Some(d.lease_until)
+        })
     }
 
     /// Commits a new dispatch of the same attempt to another worker and sends it.
@@ -189,99 +197,6 @@ impl Dispatcher {
             Command::Fire { now, claims: vec![], redispatches: vec![Redispatch { key, attempt: attempt_no, assign }] };
         if let Ok((_, Response::Dispatches { dispatches })) = self.ctx.propose_as_leader(command).await {
             self.send_all(dispatches);
-        }
-    }
-
-    /// While this node leads in `term`: every second, settles dispatched fires that no task of
-    /// this leader is sending and whose lease has run out, and at once those an earlier leader
-    /// dispatched (see [`Dispatcher::settle`]).
-    pub async fn settle_loop(self: Arc<Self>, term: u64) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        while self.ctx.is_leader() && self.ctx.term() == term {
-            tick.tick().await;
-            let now = Utc::now();
-            let skew = chrono::Duration::milliseconds(self.ctx.config.max_clock_skew.as_millis() as i64);
-            let candidates: Vec<Fire> = {
-                let applied = self.ctx.shared.read();
-                let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-                let settling = self.settling.lock().unwrap_or_else(|e| e.into_inner());
-                applied
-                    .state
-                    .fires_with_status(FireStatus::Dispatched)
-                    .filter(|f| {
-                        let lease = f.lease_until.map(|l| l.timestamp_millis()).unwrap_or(0);
-                        !active.contains(&(f.key.clone(), f.attempt, lease))
-                            && !settling.contains(&(f.key.clone(), f.attempt))
-                    })
-                    .filter(|f| f.term < term || f.lease_until.is_none_or(|l| l + skew < now))
-                    .take(1000)
-                    .cloned()
-                    .collect()
-            };
-            for fire in candidates {
-                let id = (fire.key.clone(), fire.attempt);
-                let fresh = self.settling.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
-                if fresh {
-                    let this = self.clone();
-                    tokio::spawn(async move {
-                        let lease_passed = fire.lease_until.is_none_or(|l| l + skew < Utc::now());
-                        this.settle(&fire, term, lease_passed).await;
-                        this.settling.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                    });
-                }
-            }
-        }
-    }
-
-    async fn query(&self, worker: NodeId, key: &FireKey, attempt_no: u32) -> Result<QueryDeliveryReply, String> {
-        if worker == self.ctx.id() {
-            return Ok(self.worker.query(&key.0, attempt_no));
-        }
-        let mut client = self.worker_client(worker).await.ok_or("not a member")?;
-        let mut request = tonic::Request::new(QueryDeliveryRequest { key: key.0.clone(), attempt: attempt_no });
-        request.set_timeout(Duration::from_secs(2));
-        client.query_delivery(request).await.map(|r| r.into_inner()).map_err(|s| s.to_string())
-    }
-
-    /// Decides a dispatched fire whose sender is gone: commit the ledger's outcome, wait for a
-    /// send in progress, or dispatch the same attempt again once no send can still start.
-    ///
-    /// Before the lease has run out (a fire an earlier leader dispatched and may still send, say
-    /// a paused one), the only safe move is to the same worker: its ledger claims an attempt
-    /// before sending, so two `Deliver`s of one attempt there send at most once, and a refusal
-    /// as in progress leaves the fire to the lease rule.
-    async fn settle(self: &Arc<Self>, fire: &Fire, term: u64, lease_passed: bool) {
-        let worker = fire.worker.unwrap_or(self.ctx.id());
-        match self.query(worker, &fire.key, fire.attempt).await {
-            Ok(reply) => match DeliveryState::try_from(reply.state) {
-                Ok(DeliveryState::Finished) => {
-                    if let Some(o) = reply.outcome {
-                        let _ = self.completions.send(Completion { key: fire.key.clone(), attempt: attempt(&o) }).await;
-                    }
-                }
-                Ok(DeliveryState::Started) if reply.in_flight => {}
-                Ok(DeliveryState::Unknown) if !lease_passed && !reply.in_flight => {
-                    self.redispatch_to(fire.key.clone(), fire.attempt, term, Some(worker)).await
-                }
-                _ if !lease_passed => {}
-                // Never started, and its lease has passed, so it never will: send it again.
-                // Or started and interrupted (the worker restarted mid-send): the one duplicate
-                // the protocol allows, under the same key.
-                _ => self.redispatch(fire.key.clone(), fire.attempt, term).await,
-            },
-            Err(e) => {
-                // Unreachable: a send may have started before the lease ran out; once the lease,
-                // the attempt timeout and the clock skew have all passed, none is still running.
-                let timeout =
-                    self.ctx.shared.read().state.job_by_uid(fire.job_uid).map(|j| j.spec.target.timeout.chrono());
-                let skew = chrono::Duration::milliseconds(self.ctx.config.max_clock_skew.as_millis() as i64);
-                let deadline = fire.lease_until.unwrap_or_default() + timeout.unwrap_or_default() + skew;
-                if Utc::now() > deadline {
-                    tracing::info!(key = %fire.key, worker, error = %e, "worker unreachable past the lease; dispatching again");
-                    self.mark_unhealthy(worker);
-                    self.redispatch(fire.key.clone(), fire.attempt, term).await;
-                }
-            }
         }
     }
 }
@@ -307,44 +222,5 @@ fn classify(status: tonic::Status) -> RpcError {
         RpcError::NotSent(chain)
     } else {
         RpcError::Unknown(chain)
-    }
-}
-
-/// Collects worker outcomes and commits them in batches, one log entry per batch.
-async fn commit_completions(ctx: Arc<Context>, mut rx: mpsc::Receiver<Completion>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < COMPLETION_BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        let n = batch.len();
-        let keys: Vec<FireKey> = batch.iter().map(|c| c.key.clone()).collect();
-        match ctx.propose(Command::Complete { now: Utc::now(), completions: batch }).await {
-            Ok(_) => log_dead_letters(&ctx, &keys),
-            // Not lost: the outcomes are in the workers' ledgers, and the next leader's settle
-            // loop commits them from there.
-            Err(e) => tracing::warn!(count = n, error = %e, "could not commit completions"),
-        }
-    }
-}
-
-/// One line per fire the committed completions dead-lettered.
-fn log_dead_letters(ctx: &Context, keys: &[FireKey]) {
-    let applied = ctx.shared.read();
-    for key in keys {
-        if let Some(fire) = applied.state.fire_by_key(key).filter(|f| f.status == FireStatus::DeadLettered) {
-            let status = fire.attempts.last().and_then(|a| a.http_status);
-            tracing::warn!(
-                node = ctx.id(),
-                job = %fire.job_name,
-                key = %fire.key,
-                attempts = fire.attempt,
-                http_status = ?status,
-                "fire dead-lettered"
-            );
-        }
     }
 }

@@ -7,34 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use belfry_core::{FireKey, FireStatus};
-use chrono::Utc;
+use belfry_core::protocol::{self, Admission, AdmitView, DeliverResult, LedgerRecord, Refusal};
+use belfry_core::FireKey;
+use chrono::{DateTime, Utc};
 
 use crate::context::Context;
-use crate::convert::{attempt, outcome};
+use crate::convert::{attempt, outcome, refusal_from_proto, refusal_to_proto};
 use crate::delivery::{self, Delivery, DeliveryClient};
 use crate::ledger::{Ledger, Record};
 use crate::peer_tls::Caller;
-use crate::proto::{deliver_reply, DeliverReply, DeliverRequest, DeliveryState, QueryDeliveryReply};
-
-/// Refusal reasons; the dispatcher acts on the prefix.
-pub mod refusal {
-    /// The request's term is not the worker's current term: a deposed leader sent it, or one
-    /// this worker does not know yet.
-    pub const STALE_TERM: &str = "stale_term";
-    /// The caller is not the leader this worker follows (its certificate names another node).
-    pub const NOT_LEADER: &str = "not_leader";
-    /// The worker's replica does not hold this attempt as dispatched to it in that term.
-    pub const NOT_DISPATCHED: &str = "not_dispatched";
-    /// The lease ran out before the send could start.
-    pub const LEASE_EXPIRED: &str = "lease_expired";
-    /// This attempt is being sent by this worker right now.
-    pub const IN_PROGRESS: &str = "in_progress";
-    /// The worker is shutting down and starts no new sends.
-    pub const SHUTTING_DOWN: &str = "shutting_down";
-    /// The ledger could not be written, so the send was not started.
-    pub const LEDGER: &str = "ledger_error";
-}
+use crate::proto::{deliver_reply, DeliverReply, DeliverRequest, DeliveryState, QueryDeliveryReply, Refused};
 
 /// How long a `Deliver` waits for the worker's replica to apply the entry it names.
 const APPLY_WAIT: Duration = Duration::from_secs(2);
@@ -42,7 +24,7 @@ const APPLY_WAIT: Duration = Duration::from_secs(2);
 /// An attempt the worker's replica holds as dispatched to it: what to send, and by when.
 struct Admitted {
     delivery: Delivery,
-    lease_until_ms: i64,
+    lease_until: DateTime<Utc>,
 }
 
 /// The worker half of a node.
@@ -76,118 +58,111 @@ impl Worker {
         self.ledger.in_flight_count()
     }
 
-    fn refuse(&self, why: &str) -> DeliverReply {
+    fn refuse(&self, reason: Refusal, detail: &str) -> DeliverReply {
         self.ctx.metrics.fires_total.with_label_values(&["refused"]).inc();
-        DeliverReply { result: Some(deliver_reply::Result::Refused(why.to_string())) }
+        let refused =
+            Refused { reason: refusal_to_proto(reason) as i32, detail: format!("{}: {detail}", reason.name()) };
+        DeliverReply { result: Some(deliver_reply::Result::Refused(refused)) }
     }
 
-    /// Handles one `Deliver` from `caller` (docs/DESIGN.md, the step admit).
+    /// Handles one `Deliver` from `caller` (docs/DESIGN.md, the step admit; the decision is
+    /// `belfry_core::protocol::admit`).
     ///
     /// The send runs in a task of its own: when the caller goes away mid-send (the leader was
     /// killed, or the RPC timed out), the send still finishes, its outcome reaches the ledger
     /// for the next leader's `QueryDelivery`, and the attempt stops counting as in flight.
     pub async fn deliver(self: &Arc<Self>, caller: &Caller, req: DeliverRequest) -> DeliverReply {
-        if let Err(why) = self.check_sender(caller, &req).await {
-            return self.refuse(&why);
+        // A zombie leader's request is refused before any waiting.
+        if req.term < self.ctx.term() {
+            if let Err((reason, why)) = protocol::fence(req.term, self.ctx.term()) {
+                return self.refuse(reason, &why);
+            }
         }
-        match self.ledger.get(&req.key, req.attempt) {
-            Ok(Some(Record::Finished { attempt })) => {
+        let applied = self.ctx.raft.wait(Some(APPLY_WAIT)).applied_index_at_least(Some(req.log_index), "deliver").await;
+        if applied.is_err() {
+            let why = format!("entry {} not applied here within {APPLY_WAIT:?}", req.log_index);
+            return self.refuse(Refusal::NotDispatched, &why);
+        }
+        let (admission, delivery) = self.admit(caller, &req);
+        let lease_until = match admission {
+            Admission::Send { lease_until } => lease_until,
+            Admission::Replay(attempt) => {
                 return DeliverReply { result: Some(deliver_reply::Result::Outcome(outcome(&attempt))) };
             }
-            Ok(_) => {}
-            Err(e) => return self.refuse(&format!("{}: {e}", refusal::LEDGER)),
-        }
-        if self.draining.load(Ordering::SeqCst) {
-            return self.refuse(refusal::SHUTTING_DOWN);
-        }
-        let admitted = match self.dispatched(&req) {
-            Ok(a) => a,
-            Err(why) => return self.refuse(&format!("{}: {why}", refusal::NOT_DISPATCHED)),
+            Admission::Refuse(reason, why) => return self.refuse(reason, &why),
+        };
+        let Some(delivery) = delivery else {
+            return self.refuse(Refusal::NotDispatched, "the job is gone");
         };
         if !self.ledger.claim(&req.key, req.attempt) {
-            return self.refuse(refusal::IN_PROGRESS);
+            return self.refuse(Refusal::InProgress, "this worker is sending it");
         }
         let this = self.clone();
         let task = tokio::spawn(async move {
             let _claimed = Claimed { ledger: &this.ledger, key: &req.key, attempt: req.attempt };
-            this.send(admitted).await
+            this.send(Admitted { delivery, lease_until }).await
         });
         match task.await {
             Ok(reply) => reply,
             // The send may have started; the leader settles it through the ledger.
-            Err(e) => self.refuse(&format!("{}: send task failed: {e}", refusal::IN_PROGRESS)),
+            Err(e) => self.refuse(Refusal::InProgress, &format!("send task failed: {e}")),
         }
     }
 
-    /// The term fence and the sender's identity: the request's term must be this worker's
-    /// current term once it has applied the entry the request names, and the caller must be
-    /// that term's leader.
-    async fn check_sender(&self, caller: &Caller, req: &DeliverRequest) -> Result<(), String> {
-        let seen = self.ctx.term();
-        if req.term < seen {
-            return Err(format!("{}: request term {} < current term {seen}", refusal::STALE_TERM, req.term));
-        }
-        let applied = self.ctx.raft.wait(Some(APPLY_WAIT)).applied_index_at_least(Some(req.log_index), "deliver").await;
-        if applied.is_err() {
-            return Err(format!(
-                "{}: entry {} not applied here within {APPLY_WAIT:?}",
-                refusal::NOT_DISPATCHED,
-                req.log_index
-            ));
-        }
-        let now = self.ctx.leader_seen();
-        if req.term != now.term {
-            return Err(format!("{}: request term {} != current term {}", refusal::STALE_TERM, req.term, now.term));
-        }
-        match now.leader {
-            Some(leader) if caller.is(leader, self.ctx.id()) => Ok(()),
-            leader => {
-                Err(format!("{}: the sender is not the leader of term {} ({leader:?})", refusal::NOT_LEADER, now.term))
-            }
-        }
-    }
-
-    /// What this worker's replica holds for the attempt: it must be the fire's current attempt,
-    /// dispatched to this worker in the request's term.
-    fn dispatched(&self, req: &DeliverRequest) -> Result<Admitted, String> {
-        let applied = self.ctx.shared.read();
-        let key = FireKey(req.key.clone());
-        let fire = applied.state.fire_by_key(&key).ok_or("no such fire")?;
-        if fire.status != FireStatus::Dispatched || fire.attempt != req.attempt {
-            return Err(format!("the fire is {:?} at attempt {}", fire.status, fire.attempt));
-        }
-        if fire.worker != Some(self.ctx.id()) || fire.term != req.term {
-            return Err(format!("attempt {} is dispatched to {:?} in term {}", fire.attempt, fire.worker, fire.term));
-        }
-        let job = applied.state.job_by_uid(fire.job_uid).ok_or("the job is gone")?;
-        let t = &job.spec.target;
-        let delivery = Delivery {
-            key: req.key.clone(),
-            attempt: req.attempt,
-            job: fire.job_name.clone(),
-            scheduled_at: fire.scheduled_at,
-            method: t.method.clone(),
-            url: t.url.clone(),
-            headers: t.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            body: t.body.clone().unwrap_or_default().into_bytes(),
-            timeout: t.timeout.0,
+    /// Gathers what the worker knows and asks `protocol::admit`; with the request to send
+    /// when the replica holds the job.
+    fn admit(&self, caller: &Caller, req: &DeliverRequest) -> (Admission, Option<Delivery>) {
+        let seen = self.ctx.leader_seen();
+        let ledger = match self.ledger.get(&req.key, req.attempt) {
+            Ok(None) => LedgerRecord::None,
+            Ok(Some(Record::Started { .. })) => LedgerRecord::Started,
+            Ok(Some(Record::Finished { attempt })) => LedgerRecord::Finished(attempt),
+            Err(_) => LedgerRecord::Unreadable,
         };
-        Ok(Admitted { delivery, lease_until_ms: fire.lease_until.map(|l| l.timestamp_millis()).unwrap_or(0) })
+        let applied = self.ctx.shared.read();
+        let fire = applied.state.fire_by_key(&FireKey(req.key.clone()));
+        let view = AdmitView {
+            me: self.ctx.id(),
+            request_term: req.term,
+            request_attempt: req.attempt,
+            current_term: seen.term,
+            sender_is_leader: seen.leader.is_some_and(|leader| caller.is(leader, self.ctx.id())),
+            ledger,
+            draining: self.draining.load(Ordering::SeqCst),
+            fire,
+        };
+        let admission = protocol::admit(&view);
+        let delivery = fire.and_then(|fire| {
+            let job = applied.state.job_by_uid(fire.job_uid)?;
+            let t = &job.spec.target;
+            Some(Delivery {
+                key: req.key.clone(),
+                attempt: req.attempt,
+                job: fire.job_name.clone(),
+                scheduled_at: fire.scheduled_at,
+                method: t.method.clone(),
+                url: t.url.clone(),
+                headers: t.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                body: t.body.clone().unwrap_or_default().into_bytes(),
+                timeout: t.timeout.0,
+            })
+        });
+        (admission, delivery)
     }
 
     async fn send(&self, admitted: Admitted) -> DeliverReply {
-        let Admitted { delivery: d, lease_until_ms } = admitted;
+        let Admitted { delivery: d, lease_until } = admitted;
         let now = Utc::now();
-        if now.timestamp_millis() > lease_until_ms {
-            return self.refuse(refusal::LEASE_EXPIRED);
+        if !protocol::may_start(now, lease_until) {
+            return self.refuse(Refusal::LeaseExpired, "before the ledger write");
         }
         let started = Record::Started { at_ms: now.timestamp_millis() };
         if let Err(e) = self.ledger.put(&d.key, d.attempt, &started).await {
-            return self.refuse(&format!("{}: {e}", refusal::LEDGER));
+            return self.refuse(Refusal::LedgerError, &e.to_string());
         }
         // The lease is checked again after the fsync: the ledger write may have taken long.
-        if Utc::now().timestamp_millis() > lease_until_ms {
-            return self.refuse(refusal::LEASE_EXPIRED);
+        if !protocol::may_start(Utc::now(), lease_until) {
+            return self.refuse(Refusal::LeaseExpired, "after the ledger write");
         }
         let m = &self.ctx.metrics;
         m.deliveries_in_flight.inc();
@@ -236,10 +211,15 @@ impl Drop for Claimed<'_> {
     }
 }
 
-/// A reply's outcome as an attempt, when it has one.
-pub fn reply_attempt(reply: &DeliverReply) -> Option<belfry_core::Attempt> {
-    match &reply.result {
-        Some(deliver_reply::Result::Outcome(o)) => Some(attempt(o)),
-        _ => None,
+/// A reply as the protocol's [`DeliverResult`], with the refusal's words for the log. A
+/// refusal this version does not know counts as unknown (the settle loop asks the ledger).
+pub fn deliver_result(reply: DeliverReply) -> (DeliverResult, Option<String>) {
+    match reply.result {
+        Some(deliver_reply::Result::Outcome(o)) => (DeliverResult::Outcome(attempt(&o)), None),
+        Some(deliver_reply::Result::Refused(r)) => {
+            let result = refusal_from_proto(r.reason).map_or(DeliverResult::Unknown, DeliverResult::Refused);
+            (result, Some(r.detail))
+        }
+        None => (DeliverResult::Unknown, Some("an empty reply".into())),
     }
 }
