@@ -24,43 +24,23 @@ use std::fmt::Write as _;
 
 use belfry_core::{
     Assignment, Attempt, Claim, Command, Completion, DeadLetterSelector, FireKey, HttpTarget, JobSpec, Redispatch,
-    Response, ResultClass, State,
+    Response, ResultClass,
 };
 use belfry_schedule::ScheduleSpec;
 use chrono::{DateTime, Duration, Utc};
 use goldenscript::Command as Line;
 
-fn base() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc)
-}
-
-fn at(secs: f64) -> DateTime<Utc> {
-    base() + Duration::milliseconds((secs * 1000.0).round() as i64)
-}
-
-fn show(t: DateTime<Utc>) -> String {
-    let ms = (t - base()).num_milliseconds();
-    if ms % 1000 == 0 {
-        format!("{}", ms / 1000)
-    } else {
-        format!("{:.3}", ms as f64 / 1000.0)
-    }
-}
+mod common;
+use common::{at, num, pos, show};
 
 #[derive(Default)]
 struct Runner {
-    state: State,
-    index: u64,
+    log: common::Replica,
 }
 
 impl Runner {
     fn apply(&mut self, command: Command) -> Response {
-        self.index += 1;
-        let response = self.state.apply(self.index, command);
-        if let Err(e) = self.state.check_indexes() {
-            panic!("after log index {}: {e}", self.index);
-        }
-        response
+        self.log.apply(command)
     }
 
     fn spec(&self, line: &Line, name: &str, now: DateTime<Utc>) -> Result<JobSpec, Box<dyn Error>> {
@@ -139,20 +119,6 @@ impl Runner {
     }
 }
 
-fn num<T: std::str::FromStr>(line: &Line, key: &str, default: Option<T>) -> Result<T, Box<dyn Error>>
-where
-    T::Err: Error + 'static,
-{
-    match line.args.iter().find(|a| a.key.as_deref() == Some(key)) {
-        Some(a) => Ok(a.value.parse()?),
-        None => default.ok_or_else(|| format!("{key}= is required").into()),
-    }
-}
-
-fn pos(line: &Line) -> Result<&str, Box<dyn Error>> {
-    Ok(line.args.first().filter(|a| a.key.is_none()).ok_or("a name or key is required")?.value.as_str())
-}
-
 impl goldenscript::Runner for Runner {
     fn run(&mut self, line: &Line) -> Result<String, Box<dyn Error>> {
         let mut out = String::new();
@@ -181,7 +147,7 @@ impl goldenscript::Runner for Runner {
                     term: num(line, "term", Some(1))?,
                     lease_until: now + Duration::seconds(10),
                 };
-                let due = self.state.due(now, 100);
+                let due = self.log.state.due(now, 100);
                 let claims = due
                     .claims
                     .into_iter()
@@ -193,7 +159,7 @@ impl goldenscript::Runner for Runner {
             }
             "claim" => {
                 let now = now()?;
-                let job = self.state.job(pos(line)?).ok_or("no such job")?;
+                let job = self.log.state.job(pos(line)?).ok_or("no such job")?;
                 let assign = Assignment {
                     worker: 2,
                     term: num(line, "term", Some(1))?,
@@ -265,7 +231,7 @@ impl goldenscript::Runner for Runner {
                 }
             }
             "retired" => {
-                let retired = &self.state.data().retired;
+                let retired = &self.log.state.data().retired;
                 if retired.is_empty() {
                     writeln!(out, "no retired jobs")?;
                 }
@@ -275,7 +241,7 @@ impl goldenscript::Runner for Runner {
                 return Ok(out);
             }
             "jobs" => {
-                for job in self.state.jobs_after(None) {
+                for job in self.log.state.jobs_after(None) {
                     writeln!(
                         out,
                         "{} uid={} version={} paused={} next={}",
@@ -290,7 +256,7 @@ impl goldenscript::Runner for Runner {
             }
             "fires" => {
                 let filter = line.args.first().map(|a| a.value.clone());
-                let mut fires: Vec<_> = self.state.fires_before(None, None).collect();
+                let mut fires: Vec<_> = self.log.state.fires_before(None, None).collect();
                 fires.reverse();
                 for f in fires.into_iter().filter(|f| filter.as_ref().is_none_or(|n| *n == f.job_name)) {
                     write!(
@@ -319,39 +285,9 @@ impl goldenscript::Runner for Runner {
     }
 }
 
-/// Runs one script of tests/scripts.
-fn run_script(name: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts").join(name);
-    goldenscript::run(&mut Runner::default(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
-
-/// One `#[test]` per script file, named after it.
-macro_rules! scripts {
-    ($($test:ident => $file:literal,)*) => {
-        $(
-            #[test]
-            fn $test() {
-                run_script($file);
-            }
-        )*
-
-        /// Every script file has its `#[test]`: a new script cannot be skipped silently.
-        #[test]
-        fn every_script_has_a_test() {
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
-            let mut found: Vec<String> = std::fs::read_dir(&dir)
-                .expect("tests/scripts")
-                .map(|e| e.expect("a directory entry").file_name().to_string_lossy().into_owned())
-                .collect();
-            found.sort();
-            let mut listed = vec![$($file.to_string()),*];
-            listed.sort();
-            assert_eq!(found, listed, "add each file of {} to scripts! in golden.rs", dir.display());
-        }
-    };
-}
-
 scripts! {
+    Runner,
+    "tests/scripts",
     claims => "claims",
     dead_letters => "dead-letters",
     deletes => "deletes",

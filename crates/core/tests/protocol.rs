@@ -26,40 +26,12 @@ use std::error::Error;
 use std::fmt::Write as _;
 
 use belfry_core::protocol::{self, AdmitView, DeliverResult, LedgerAnswer, LedgerRecord, Refusal, Unsettled};
-use belfry_core::{Assignment, Attempt, Claim, Command, Completion, Fire, Redispatch, Response, ResultClass, State};
+use belfry_core::{Assignment, Attempt, Claim, Command, Completion, Fire, Redispatch, Response, ResultClass};
 use chrono::{DateTime, Duration, Utc};
 use goldenscript::Command as Line;
 
-fn base() -> DateTime<Utc> {
-    "2026-01-01T00:00:00Z".parse().expect("a valid instant")
-}
-
-fn at(secs: f64) -> DateTime<Utc> {
-    base() + Duration::milliseconds((secs * 1000.0).round() as i64)
-}
-
-fn show(t: DateTime<Utc>) -> String {
-    let ms = (t - base()).num_milliseconds();
-    if ms % 1000 == 0 {
-        format!("{}", ms / 1000)
-    } else {
-        format!("{:.3}", ms as f64 / 1000.0)
-    }
-}
-
-fn arg<'a>(line: &'a Line, key: &str) -> Option<&'a str> {
-    line.args.iter().find(|a| a.key.as_deref() == Some(key)).map(|a| a.value.as_str())
-}
-
-fn num<T: std::str::FromStr>(line: &Line, key: &str, default: Option<T>) -> Result<T, Box<dyn Error>>
-where
-    T::Err: Error + 'static,
-{
-    match arg(line, key) {
-        Some(v) => Ok(v.parse()?),
-        None => default.ok_or_else(|| format!("{key}= is required").into()),
-    }
-}
+mod common;
+use common::{arg, at, base, num, show};
 
 fn flag(line: &Line, key: &str) -> Result<bool, Box<dyn Error>> {
     num(line, key, Some(false))
@@ -94,25 +66,19 @@ fn attempt(number: u32, class: ResultClass, worker: u64, t: DateTime<Utc>) -> At
 
 #[derive(Default)]
 struct Runner {
-    state: State,
-    index: u64,
+    log: common::Replica,
 }
 
 impl Runner {
     fn apply(&mut self, command: Command) -> Response {
-        self.index += 1;
-        let response = self.state.apply(self.index, command);
-        if let Err(e) = self.state.check_indexes() {
-            panic!("after log index {}: {e}", self.index);
-        }
-        response
+        self.log.apply(command)
     }
 
     /// The latest fire of the job named by the line's first argument.
     fn fire(&self, line: &Line) -> Result<Fire, Box<dyn Error>> {
         let name = line.args.first().filter(|a| a.key.is_none()).ok_or("a job name is required")?.value.as_str();
-        let job = self.state.job(name).ok_or_else(|| format!("no job {name}"))?;
-        Ok(self.state.job_fires(job.uid).next_back().ok_or_else(|| format!("{name} has no fire"))?.clone())
+        let job = self.log.state.job(name).ok_or_else(|| format!("no job {name}"))?;
+        Ok(self.log.state.job_fires(job.uid).next_back().ok_or_else(|| format!("{name} has no fire"))?.clone())
     }
 
     fn assign(line: &Line, now: DateTime<Utc>) -> Result<Assignment, Box<dyn Error>> {
@@ -168,7 +134,7 @@ impl goldenscript::Runner for Runner {
             "tick" => {
                 let now = now()?;
                 let assign = Runner::assign(line, now)?;
-                let due = self.state.due(now, 100);
+                let due = self.log.state.due(now, 100);
                 let claims = due
                     .claims
                     .into_iter()
@@ -298,7 +264,7 @@ impl goldenscript::Runner for Runner {
                 let statuses =
                     ["queued", "dispatched", "retry_waiting", "succeeded", "dead_lettered", "skipped", "cancelled"];
                 for status in statuses.into_iter().filter_map(belfry_core::FireStatus::parse) {
-                    for f in self.state.fires_with_status(status) {
+                    for f in self.log.state.fires_with_status(status) {
                         let lease = f.lease_until.map(show).unwrap_or("none".into());
                         writeln!(
                             out,
@@ -314,38 +280,9 @@ impl goldenscript::Runner for Runner {
     }
 }
 
-fn run_script(name: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/protocol-scripts").join(name);
-    goldenscript::run(&mut Runner::default(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
-
-/// One `#[test]` per script file, named after it.
-macro_rules! scripts {
-    ($($test:ident => $file:literal,)*) => {
-        $(
-            #[test]
-            fn $test() {
-                run_script($file);
-            }
-        )*
-
-        /// Every script file has its `#[test]`: a new script cannot be skipped silently.
-        #[test]
-        fn every_script_has_a_test() {
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/protocol-scripts");
-            let mut found: Vec<String> = std::fs::read_dir(&dir)
-                .expect("tests/protocol-scripts")
-                .map(|e| e.expect("a directory entry").file_name().to_string_lossy().into_owned())
-                .collect();
-            found.sort();
-            let mut listed = vec![$($file.to_string()),*];
-            listed.sort();
-            assert_eq!(found, listed, "add each file of {} to scripts! in protocol.rs", dir.display());
-        }
-    };
-}
-
 scripts! {
+    Runner,
+    "tests/protocol-scripts",
     admission => "admission",
     replies => "replies",
     settle_after_failover => "settle-after-failover",
