@@ -594,7 +594,7 @@ async fn main() -> anyhow::Result<()> {
          - load: {LOAD_JOBS} jobs every 1 s to `sink`, a one-off job every 250 ms, {SLOW_JOBS} jobs every 1 s to a sink answering after 2 s during scenario 4\n\n\
          Each row checks every fire due between the end of the previous scenario and the end of this one, after the\n\
          deliveries settle. Duplicates are allowed only in scenarios 4 and 5, which SIGKILL workers in the middle of\n\
-         sends (the one duplicate of docs/GUARANTEES.md), and only with the first delivery's key.\n\
+         sends (the first of the two duplicates docs/GUARANTEES.md names), and only with the first delivery's key.\n\
          Worst gap: longest time no delivery arrived. Lag: arrival minus scheduled instant.\n\
          Scenario 2 freezes the leader with `docker pause`; where the engine's cgroup freezer fails\n\
          (\"unable to freeze\" on a busy container) it retries twice, then stops the container's processes\n\
