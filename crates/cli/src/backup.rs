@@ -50,7 +50,7 @@ pub async fn backup(
     }
     let backup: belfry_core::api::Backup = serde_json::from_slice(&bytes).context("the answer is not a backup")?;
     let tmp = args.out.with_extension("tmp");
-    write_private(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    crate::private_file::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &args.out)?;
     println!(
         "backup of {} jobs and {} fires at index {} written to {}",
@@ -72,17 +72,4 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     Ok(())
-}
-
-/// Writes `bytes` to a new file only its owner can read: a backup holds every job's target,
-/// header values (credentials) included.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

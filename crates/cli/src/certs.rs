@@ -90,13 +90,7 @@ fn validity(params: &mut CertificateParams, days: i64) {
 }
 
 fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    crate::private_file::write(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ mod certs;
 mod cmd;
 mod config_file;
 mod dev;
+mod private_file;
 mod probe;
 mod serve;
 mod sink;

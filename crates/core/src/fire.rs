@@ -227,6 +227,18 @@ pub struct Fire {
     pub requeued_by: Option<String>,
 }
 
+impl Fire {
+    /// Whether the fire's current dispatch is attempt `attempt` on `worker` under the lease
+    /// `lease_until`. A reply or a ledger answer about any other dispatch must not move the
+    /// fire: the attempt may be in flight on another worker.
+    pub fn is_dispatch(&self, attempt: u32, worker: NodeId, lease_until: DateTime<Utc>) -> bool {
+        self.status == FireStatus::Dispatched
+            && self.attempt == attempt
+            && self.worker == Some(worker)
+            && self.lease_until == Some(lease_until)
+    }
+}
+
 /// What the leader sends after a claim or redispatch commits: one `Deliver` to `worker`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dispatch {

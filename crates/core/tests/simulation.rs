@@ -752,12 +752,8 @@ impl Sim {
         let node = &self.nodes[(id - 1) as usize];
         let Some(lead) = node.lead.as_ref() else { return };
         let Some(&(worker, _)) = lead.active.get(&((key.clone(), attempt), rpc)) else { return };
-        let current = node.state.fire_by_key(&FireKey(key.clone())).is_some_and(|f| {
-            f.status == FireStatus::Dispatched
-                && f.attempt == attempt
-                && f.worker == Some(worker)
-                && f.lease_until.map(ms_of) == Some(rpc)
-        });
+        let current =
+            node.state.fire_by_key(&FireKey(key.clone())).is_some_and(|f| f.is_dispatch(attempt, worker, at(rpc)));
         let Some(lead) = self.node(id).lead.as_mut() else { return };
         lead.active.remove(&((key.clone(), attempt), rpc));
         match protocol::on_reply(result, current) {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use belfry_core::protocol::{self, DeliverResult, ReplyAction};
-use belfry_core::{Assignment, Command, Completion, Dispatch, FireKey, FireStatus, Redispatch, Response};
+use belfry_core::{Assignment, Command, Completion, Dispatch, FireKey, Redispatch, Response};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
@@ -169,12 +169,7 @@ impl Dispatcher {
     /// Whether `d` is still the current dispatch of its fire in this node's state.
     fn is_current(&self, d: &Dispatch) -> bool {
         let applied = self.ctx.shared.read();
-        applied.state.fire_by_key(&d.key).is_some_and(|f| {
-            f.status == FireStatus::Dispatched
-                && f.attempt == d.attempt
-                && f.worker == Some(d.worker)
-                && f.lease_until == Some(d.lease_until)
-        })
+        applied.state.fire_by_key(&d.key).is_some_and(|f| f.is_dispatch(d.attempt, d.worker, d.lease_until))
     }
 
     /// Commits a new dispatch of the same attempt to another worker and sends it.

@@ -139,12 +139,7 @@ impl Caller {
 
     /// Whether the caller may speak for node `id` (this node, for [`Caller::Local`]).
     pub fn is(&self, id: NodeId, me: NodeId) -> bool {
-        match self {
-            Caller::Unverified => true,
-            Caller::Local => id == me,
-            Caller::Nobody => false,
-            Caller::Certified(chain) => certified_id(&chain[0], [id]) == Some(id),
-        }
+        self.is_any([id], me)
     }
 
     /// Whether the caller is one of `ids` (any, when peer TLS is off).

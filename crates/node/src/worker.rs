@@ -72,9 +72,11 @@ impl Worker {
     /// killed, or the RPC timed out), the send still finishes, its outcome reaches the ledger
     /// for the next leader's `QueryDelivery`, and the attempt stops counting as in flight.
     pub async fn deliver(self: &Arc<Self>, caller: &Caller, req: DeliverRequest) -> DeliverReply {
-        // A zombie leader's request is refused before any waiting.
-        if req.term < self.ctx.term() {
-            if let Err((reason, why)) = protocol::fence(req.term, self.ctx.term()) {
+        // A zombie leader's request is refused before any waiting (a higher term may be one
+        // this worker is about to learn from the entry it waits for).
+        let seen = self.ctx.term();
+        if req.term < seen {
+            if let Err((reason, why)) = protocol::fence(req.term, seen) {
                 return self.refuse(reason, &why);
             }
         }
@@ -109,8 +111,8 @@ impl Worker {
         }
     }
 
-    /// Gathers what the worker knows and asks `protocol::admit`; with the request to send
-    /// when the replica holds the job.
+    /// Gathers what the worker knows and asks `protocol::admit`; when it says send, also the
+    /// request the replica holds (none when the job is gone).
     fn admit(&self, caller: &Caller, req: &DeliverRequest) -> (Admission, Option<Delivery>) {
         let seen = self.ctx.leader_seen();
         let ledger = match self.ledger.get(&req.key, req.attempt) {
@@ -132,6 +134,9 @@ impl Worker {
             fire,
         };
         let admission = protocol::admit(&view);
+        if !matches!(admission, Admission::Send { .. }) {
+            return (admission, None);
+        }
         let delivery = fire.and_then(|fire| {
             let job = applied.state.job_by_uid(fire.job_uid)?;
             let t = &job.spec.target;

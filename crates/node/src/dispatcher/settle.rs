@@ -98,11 +98,9 @@ impl Dispatcher {
             max_clock_skew: self.skew(),
         };
         // Decided only while the dispatch asked about is still the fire's current one.
-        let current = self.ctx.shared.read().state.fire_by_key(&fire.key).is_some_and(|now| {
-            now.status == FireStatus::Dispatched
-                && now.attempt == fire.attempt
-                && now.worker == fire.worker
-                && now.lease_until == fire.lease_until
+        let current = fire.worker.zip(fire.lease_until).is_some_and(|(worker, lease)| {
+            let applied = self.ctx.shared.read();
+            applied.state.fire_by_key(&fire.key).is_some_and(|now| now.is_dispatch(fire.attempt, worker, lease))
         });
         if !current {
             return;
