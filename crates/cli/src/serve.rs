@@ -64,9 +64,20 @@ pub struct ServeArgs {
     /// the node is removed again.
     #[arg(long, env = "BELFRY_LEARNER_CATCH_UP_TIMEOUT_MS", default_value_t = CATCH_UP_MS)]
     pub learner_catch_up_timeout_ms: u64,
-    /// How long a worker may take to start a delivery it was handed, in milliseconds.
+    /// How long a worker may take to start a delivery it was handed, in milliseconds, counted
+    /// from the fire's instant.
     #[arg(long, env = "BELFRY_LEASE_MS", default_value_t = 5000)]
     pub lease_ms: u64,
+    /// How far ahead of their instant, in milliseconds, the leader claims the fires of jobs
+    /// that allow overlap (their workers hold the sends until the instant); 0 claims every
+    /// fire once due. At most 10000.
+    #[arg(long, env = "BELFRY_CLAIM_AHEAD_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub claim_ahead_ms: u64,
+    /// Sends a worker runs at once (1 to 100000); more wait in its queue.
+    #[arg(long, env = "BELFRY_MAX_CONCURRENT_SENDS", default_value_t = belfry_node::config::DEFAULT_MAX_CONCURRENT_SENDS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_concurrent_sends: u64,
     /// Largest clock difference assumed between nodes, in milliseconds (lease safety margin).
     #[arg(long, env = "BELFRY_MAX_CLOCK_SKEW_MS", default_value_t = 500)]
     pub max_clock_skew_ms: u64,
@@ -221,6 +232,8 @@ impl ServeArgs {
         c.learner_max_lag = self.learner_max_lag;
         c.learner_catch_up_timeout = std::time::Duration::from_millis(self.learner_catch_up_timeout_ms);
         c.lease = std::time::Duration::from_millis(self.lease_ms);
+        c.claim_ahead = std::time::Duration::from_millis(self.claim_ahead_ms);
+        c.max_concurrent_sends = usize::try_from(self.max_concurrent_sends).unwrap_or(usize::MAX);
         c.max_clock_skew = std::time::Duration::from_millis(self.max_clock_skew_ms);
         self.egress_and_signing(&mut c)?;
         self.api_access(&mut c)?;

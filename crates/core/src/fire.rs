@@ -207,6 +207,11 @@ pub struct Fire {
     pub term: u64,
     /// No send may start after this instant for the current dispatch.
     pub lease_until: Option<DateTime<Utc>>,
+    /// The instant the first attempt's send starts, for a fire claimed ahead of its instant
+    /// (the schedule instant plus jitter): its worker holds the send until then. Absent: at
+    /// once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<DateTime<Utc>>,
     /// When the next attempt is due, while retry-waiting.
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Attempts counted against the retry policy start after this many (a requeue resets it).
@@ -252,6 +257,9 @@ pub struct Dispatch {
     pub term: u64,
     /// Start-by deadline.
     pub lease_until: DateTime<Utc>,
+    /// Start-no-earlier-than: the worker holds the send until this instant (a claim ahead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -26,8 +26,21 @@ impl State {
     /// What is due at `now`, at most `limit` items of each kind (one log entry's worth). Only
     /// live jobs' fires are redispatched: a deleted job starts no new attempt.
     pub fn due(&self, now: DateTime<Utc>, limit: usize) -> Due {
-        let claims =
-            self.due_jobs(now).filter_map(|job| job.next_fire_at.map(|at| (job.uid, at))).take(limit).collect();
+        self.due_ahead(now, now, limit)
+    }
+
+    /// Like [`State::due`], and also the instants up to `ahead` of jobs whose fires may
+    /// overlap: a claim ahead, whose worker holds the send until the instant (docs/DESIGN.md,
+    /// "Claiming ahead"). A job with an overlap policy is claimed only once due, because
+    /// whether its fire runs, waits or is skipped depends on what still runs at the instant.
+    pub fn due_ahead(&self, now: DateTime<Utc>, ahead: DateTime<Utc>, limit: usize) -> Due {
+        let now_ms = now.timestamp_millis();
+        let claims = self
+            .due_jobs_with_instant(ahead.max(now))
+            .filter(|(due, job)| *due <= now_ms || job.spec.overlap == OverlapPolicy::Allow)
+            .filter_map(|(_, job)| job.next_fire_at.map(|at| (job.uid, at)))
+            .take(limit)
+            .collect();
         let next = |f: &Fire| f.attempt.checked_add(1).map(|attempt| (f.key.clone(), attempt));
         let mut redispatches: Vec<(FireKey, u32)> =
             self.due_retries(now).filter(|f| self.is_live(f.job_uid)).filter_map(next).take(limit).collect();

@@ -279,10 +279,13 @@ pub struct AdmitView<'a> {
 /// The worker's decision on a `Deliver`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// Send the attempt, starting no later than `lease_until` (the replica's lease).
+    /// Send the attempt, not before `send_at` (a fire claimed ahead of its instant; `None`:
+    /// at once) and no later than `lease_until` (the replica's lease).
     Send {
         /// No send starts after it.
         lease_until: DateTime<Utc>,
+        /// The worker holds the send until this instant.
+        send_at: Option<DateTime<Utc>>,
     },
     /// Already finished here: answer the recorded outcome, send nothing.
     Replay(Attempt),
@@ -324,7 +327,7 @@ pub fn admit(view: &AdmitView<'_>) -> Admission {
         return Admission::Refuse(Refusal::NotDispatched, why);
     }
     match fire.lease_until {
-        Some(lease_until) => Admission::Send { lease_until },
+        Some(lease_until) => Admission::Send { lease_until, send_at: fire.send_at },
         None => Admission::Refuse(Refusal::NotDispatched, "the dispatch has no lease".into()),
     }
 }
@@ -333,6 +336,32 @@ pub fn admit(view: &AdmitView<'_>) -> Admission {
 /// ledger's fsync, by the worker's clock).
 pub fn may_start(now: DateTime<Utc>, lease_until: DateTime<Utc>) -> bool {
     now <= lease_until
+}
+
+// ---- the held send (worker) ----
+
+/// What a worker does, at `now` by its clock, with an admitted send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Not yet: hold it until this instant. It is recorded in the ledger as started and
+    /// counted in flight, so a leader asking meanwhile waits for it.
+    Hold(DateTime<Utc>),
+    /// Send it now.
+    Start,
+    /// The lease ran out while it was held or queued: refuse it, nothing was sent.
+    Expired,
+}
+
+/// The worker's decision on an admitted send (`Admission::Send`), each time it looks at it: at
+/// admission, at its instant, and when a slot for a send frees up. A send held for its
+/// instant starts then; one queued past its lease never starts (the leader sends the attempt
+/// elsewhere once it hears so, or once the lease has passed).
+pub fn release(now: DateTime<Utc>, send_at: Option<DateTime<Utc>>, lease_until: DateTime<Utc>) -> Release {
+    match send_at {
+        Some(at) if now < at => Release::Hold(at),
+        _ if may_start(now, lease_until) => Release::Start,
+        _ => Release::Expired,
+    }
 }
 
 #[cfg(test)]

@@ -364,9 +364,13 @@ impl State {
         self.by_status.range((status, 0)..=(status, u64::MAX)).count()
     }
 
-    pub(crate) fn due_jobs(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Job> + '_ {
-        let now = now.timestamp_millis();
-        self.due.iter().take_while(move |(due, _)| *due <= now).filter_map(move |(_, uid)| self.job_by_uid(*uid))
+    /// Jobs due at or before `until`, with the instant they are due (unix ms), soonest first.
+    pub(crate) fn due_jobs_with_instant(&self, until: DateTime<Utc>) -> impl Iterator<Item = (i64, &Job)> + '_ {
+        let until = until.timestamp_millis();
+        self.due
+            .iter()
+            .take_while(move |(due, _)| *due <= until)
+            .filter_map(move |(due, uid)| self.job_by_uid(*uid).map(|job| (*due, job)))
     }
 
     pub(crate) fn due_retries(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Fire> + '_ {
@@ -379,6 +383,27 @@ impl State {
         let job = self.due.first().map(|(ms, _)| *ms);
         let retry = self.retries.first().map(|(ms, _)| *ms);
         job.into_iter().chain(retry).min().and_then(DateTime::from_timestamp_millis)
+    }
+
+    /// The earliest instant `t` at which `due_ahead(t, t + lookahead)` holds a claim or a
+    /// retry, for the ticker's sleep: a job that may overlap is claimable `lookahead` before it
+    /// is due, any other job and every retry once due.
+    pub fn next_claimable(&self, lookahead: chrono::TimeDelta) -> Option<DateTime<Utc>> {
+        let lookahead_ms = lookahead.num_milliseconds().max(0);
+        let mut best = self.retries.first().map(|(ms, _)| *ms);
+        for (due, job) in self.due_jobs_with_instant(DateTime::<Utc>::MAX_UTC) {
+            if best.is_some_and(|b| b <= due.saturating_sub(lookahead_ms)) {
+                // Sorted by due instant: no later job can be claimable sooner.
+                break;
+            }
+            let at = if job.spec.overlap == crate::job::OverlapPolicy::Allow {
+                due.saturating_sub(lookahead_ms)
+            } else {
+                due
+            };
+            best = Some(best.map_or(at, |b| b.min(at)));
+        }
+        best.and_then(DateTime::from_timestamp_millis)
     }
 }
 

@@ -5,8 +5,9 @@
 //! Times are seconds after 2026-01-01T00:00:00Z. A fire is named by its job: `NAME` is the
 //! job's latest fire. Commands:
 //!
-//! - `create NAME every=D [start=SECS] now=SECS`: a job (`D` like `10s`)
-//! - `tick now=SECS [worker=N] [term=N] [lease=SECS]`: claim what is due, dispatched to
+//! - `create NAME every=D [start=SECS] [overlap=POLICY] now=SECS`: a job (`D` like `10s`)
+//! - `tick now=SECS [ahead=SECS] [worker=N] [term=N] [lease=SECS]`: claim what is due (and,
+//!   with `ahead`, what falls due within that many seconds: a claim ahead), dispatched to
 //!   `worker` in `term` with a lease of `lease` seconds (default 5)
 //! - `redispatch NAME worker=N term=N now=SECS [lease=SECS]`: a new dispatch of the attempt
 //! - `complete NAME class=success|retryable|permanent now=SECS`: commit the attempt's outcome
@@ -17,6 +18,8 @@
 //! - `settle NAME ledger=finished|finished-empty|started|unknown|unreachable [in_flight=true]
 //!   now=SECS [skew=MS] [timeout=SECS]`: the settle decision, by the leader's clock `now`
 //! - `start NAME now=SECS`: whether the worker may start the send at `now` by its own clock
+//! - `release NAME now=SECS`: what the worker does with the admitted (perhaps held) send at
+//!   `now` by its own clock
 //! - `place me=N members=1,2,3 [healthy=2,3] turn=N`: the worker for a new dispatch
 //! - `fires`: every fire with its status, attempt, worker, term and lease
 //!
@@ -96,9 +99,10 @@ impl Runner {
             Response::Dispatches { dispatches } => {
                 for d in dispatches {
                     let lease = show(d.lease_until);
+                    let held = d.send_at.map(|t| format!(" send_at={}", show(t))).unwrap_or_default();
                     writeln!(
                         out,
-                        "dispatch {} attempt={} worker={} term={} lease={lease}",
+                        "dispatch {} attempt={} worker={} term={} lease={lease}{held}",
                         d.key, d.attempt, d.worker, d.term
                     )?;
                 }
@@ -122,7 +126,10 @@ impl goldenscript::Runner for Runner {
                 if let Some(start) = arg(line, "start") {
                     schedule["start_at"] = belfry_core::api::rfc3339(at(start.parse()?)).into();
                 }
-                let spec = serde_json::json!({"name": name.value, "schedule": schedule, "target": {"url": "http://sink.test/hook"}});
+                let mut spec = serde_json::json!({"name": name.value, "schedule": schedule, "target": {"url": "http://sink.test/hook"}});
+                if let Some(overlap) = arg(line, "overlap") {
+                    spec["overlap"] = overlap.into();
+                }
                 let spec = serde_json::from_value(spec)?;
                 match self.apply(Command::CreateJob { spec, now, by: None, max_jobs: None }) {
                     Response::Job { job } => {
@@ -134,7 +141,8 @@ impl goldenscript::Runner for Runner {
             "tick" => {
                 let now = now()?;
                 let assign = Runner::assign(line, now)?;
-                let due = self.log.state.due(now, 100);
+                let ahead = now + Duration::milliseconds((num::<f64>(line, "ahead", Some(0.0))? * 1000.0) as i64);
+                let due = self.log.state.due_ahead(now, ahead, 100);
                 let claims = due
                     .claims
                     .into_iter()
@@ -184,7 +192,12 @@ impl goldenscript::Runner for Runner {
                     fire: Some(&fire),
                 };
                 match protocol::admit(&view) {
-                    protocol::Admission::Send { lease_until } => writeln!(out, "send (lease {})", show(lease_until))?,
+                    protocol::Admission::Send { lease_until, send_at: None } => {
+                        writeln!(out, "send (lease {})", show(lease_until))?
+                    }
+                    protocol::Admission::Send { lease_until, send_at: Some(at) } => {
+                        writeln!(out, "send from {} (lease {})", show(at), show(lease_until))?
+                    }
                     protocol::Admission::Replay(a) => {
                         writeln!(out, "replay the recorded outcome of attempt {}", a.number)?
                     }
@@ -246,6 +259,15 @@ impl goldenscript::Runner for Runner {
                 let verdict = if protocol::may_start(now()?, lease) { "may start" } else { "too late: lease_expired" };
                 writeln!(out, "{verdict} (lease {})", show(lease))?;
             }
+            "release" => {
+                let fire = self.fire(line)?;
+                let lease = fire.lease_until.ok_or("the fire has no lease")?;
+                match protocol::release(now()?, fire.send_at, lease) {
+                    protocol::Release::Hold(until) => writeln!(out, "hold until {}", show(until))?,
+                    protocol::Release::Start => writeln!(out, "start the send")?,
+                    protocol::Release::Expired => writeln!(out, "refuse lease_expired: nothing was sent")?,
+                }
+            }
             "place" => {
                 let members = ids(arg(line, "members").ok_or("members= is required")?)?;
                 let healthy = match arg(line, "healthy") {
@@ -266,9 +288,10 @@ impl goldenscript::Runner for Runner {
                 for status in statuses.into_iter().filter_map(belfry_core::FireStatus::parse) {
                     for f in self.log.state.fires_with_status(status) {
                         let lease = f.lease_until.map(show).unwrap_or("none".into());
+                        let held = f.send_at.map(|t| format!(" send_at={}", show(t))).unwrap_or_default();
                         writeln!(
                             out,
-                            "{} {:?} attempt={} worker={:?} term={} lease={lease}",
+                            "{} {:?} attempt={} worker={:?} term={} lease={lease}{held}",
                             f.key, f.status, f.attempt, f.worker, f.term
                         )?;
                     }
@@ -288,4 +311,5 @@ scripts! {
     settle_after_failover => "settle-after-failover",
     placement => "placement",
     lease_and_skew => "lease-and-skew",
+    held_send => "held-send",
 }

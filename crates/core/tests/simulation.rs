@@ -1,10 +1,12 @@
 //! A deterministic simulation of the fire protocol: three nodes running the real state machine
-//! (`State::apply`, `State::due`) and the real protocol decisions (`protocol::place`, `admit`,
-//! `on_reply`, `settle`, `may_start`) over a simulated network and clock, driven by a seed.
+//! (`State::apply`, `State::due_ahead`) and the real protocol decisions (`protocol::place`,
+//! `admit`, `release`, `on_reply`, `settle`) over a simulated network and clock, driven by a
+//! seed.
 //!
 //! What is real and what is modelled:
 //! - real: every replica's state (each node applies the committed log itself), the ticker's
-//!   claims from `State::due`, the worker's admission, the leader's reaction to replies, the
+//!   claims from `State::due_ahead` (fires claimed up to a second ahead, their sends held by
+//!   the workers until the instant), the worker's admission, the leader's reaction to replies, the
 //!   settle table, leases checked by each node's own clock;
 //! - modelled: raft. The log holds committed entries only; a proposal commits when its node
 //!   is the current term's leader and reaches a majority, else it fails (a zombie's proposals
@@ -20,15 +22,16 @@
 //! The oracle records every request a worker sends and checks, per seed: every schedule
 //! instant of every job was delivered and its fire succeeded (no fire lost); no key was
 //! delivered twice unless a worker crashed in the middle of sending it (the documented
-//! duplicate); no send started after its lease, by the true clock, beyond the clock offset a
-//! worker may have (no deposed dispatch sends).
+//! duplicate); no send started after its lease, or before the instant it was held for, by the
+//! true clock, beyond the clock offset a worker may have (no deposed dispatch sends, no held
+//! send leaves early).
 //!
 //! `BELFRY_SIM_SEED=N` replays one seed; `BELFRY_SIM_SEEDS=N` sets how many run.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use belfry_core::protocol::{
-    self, Admission, AdmitView, DeliverResult, LedgerAnswer, LedgerRecord, Refusal, ReplyAction, SettleAction,
+    self, Admission, AdmitView, DeliverResult, LedgerAnswer, LedgerRecord, Refusal, Release, ReplyAction, SettleAction,
     Unsettled,
 };
 use belfry_core::{
@@ -51,6 +54,8 @@ const APPLY_WAIT_MS: i64 = 2000;
 /// The jobs' attempt timeout.
 const TIMEOUT_MS: i64 = 1000;
 const TICK_MS: i64 = 100;
+/// Claims ahead: fires falling due within this are claimed and held by their workers.
+const LOOKAHEAD_MS: i64 = 1000;
 const SETTLE_MS: i64 = 1000;
 const UNHEALTHY_MS: i64 = 5000;
 const JOBS: usize = 3;
@@ -119,6 +124,8 @@ struct Send {
     key: String,
     attempt: u32,
     lease: DateTime<Utc>,
+    /// A claim ahead: not before this instant by the worker's clock.
+    hold_until: Option<DateTime<Utc>>,
     reply_to: Id,
     rpc: i64,
     send_at: i64,
@@ -174,6 +181,7 @@ struct Delivered {
     key: String,
     true_at: i64,
     lease: DateTime<Utc>,
+    hold_until: Option<DateTime<Utc>>,
     worker: Id,
 }
 
@@ -513,12 +521,12 @@ impl Sim {
         match protocol::admit(&view) {
             Admission::Replay(a) => self.reply(to, from, key, attempt, rpc, DeliverResult::Outcome(a)),
             Admission::Refuse(r, _) => self.reply(to, from, key, attempt, rpc, DeliverResult::Refused(r)),
-            Admission::Send { lease_until } => {
+            Admission::Send { lease_until, send_at: hold_until } => {
                 let clock = n.clock(self.now);
                 if n.in_flight.contains(&slot) {
                     return self.reply(to, from, key, attempt, rpc, DeliverResult::Refused(Refusal::InProgress));
                 }
-                if !protocol::may_start(clock, lease_until) {
+                if protocol::release(clock, hold_until, lease_until) == Release::Expired {
                     return self.reply(to, from, key, attempt, rpc, DeliverResult::Refused(Refusal::LeaseExpired));
                 }
                 // A crash may strike before the ledger write (nothing happened) ...
@@ -529,7 +537,8 @@ impl Sim {
                 let n = self.node(to);
                 n.in_flight.insert(slot.clone());
                 n.ledger.insert(slot, Rec::Started);
-                n.sends.push(Send { key, attempt, lease: lease_until, reply_to: from, rpc, send_at, finish_at: None });
+                let lease = lease_until;
+                n.sends.push(Send { key, attempt, lease, hold_until, reply_to: from, rpc, send_at, finish_at: None });
             }
         }
     }
@@ -558,7 +567,12 @@ impl Sim {
             match s.finish_at {
                 None if s.send_at <= self.now => {
                     let clock = self.nodes[(id - 1) as usize].clock(self.now);
-                    if !protocol::may_start(clock, s.lease) {
+                    let release = protocol::release(clock, s.hold_until, s.lease);
+                    if matches!(release, Release::Hold(_)) {
+                        self.node(id).sends.push(s);
+                        continue;
+                    }
+                    if release == Release::Expired {
                         self.node(id).in_flight.remove(&slot);
                         self.reply(
                             id,
@@ -582,6 +596,7 @@ impl Sim {
                         key: s.key.clone(),
                         true_at: self.now,
                         lease: s.lease,
+                        hold_until: s.hold_until,
                         worker: id,
                     });
                     s.finish_at = Some(self.now + self.rng.random_range(5..400));
@@ -694,7 +709,8 @@ impl Sim {
         let Some(lead) = self.node(id).lead.as_mut() else { return };
         if lead.next_tick <= now {
             lead.next_tick = now + TICK_MS;
-            let due = self.nodes[(id - 1) as usize].state.due(clock, 100);
+            let ahead = clock + Duration::milliseconds(LOOKAHEAD_MS);
+            let due = self.nodes[(id - 1) as usize].state.due_ahead(clock, ahead, 100);
             if !due.claims.is_empty() || !due.redispatches.is_empty() {
                 let claims: Vec<Claim> = due
                     .claims
@@ -817,8 +833,8 @@ impl Sim {
     }
 
     /// The checks on the history: every instant delivered and succeeded, no second copy but
-    /// through the two documented paths, no send after its lease beyond a worker's clock
-    /// offset, nothing sent that no job has.
+    /// through the two documented paths, no send after its lease or before its instant beyond
+    /// a worker's clock offset, nothing sent that no job has.
     fn oracle(&self) -> Result<String, String> {
         let leader = self.leader.ok_or("no leader at the end")?;
         let state = &self.nodes[(leader - 1) as usize].state;
@@ -828,6 +844,10 @@ impl Sim {
             let late = d.true_at - ms_of(d.lease);
             if late > SKEW_MS / 2 {
                 return Err(format!("{} sent by node {} {late} ms after its lease", d.key, d.worker));
+            }
+            let early = d.hold_until.map_or(0, |t| ms_of(t) - d.true_at);
+            if early > SKEW_MS / 2 {
+                return Err(format!("{} sent by node {} {early} ms before its instant", d.key, d.worker));
             }
         }
         let mut expected = 0;
@@ -902,7 +922,13 @@ fn the_oracle_catches_a_second_copy_a_late_send_and_a_lost_fire() {
     sim.oracle().expect("seed 1 is clean");
     let sent = sim.delivered.iter().position(|d| !sim.interrupted.contains_key(&d.key)).expect("a send");
     let key = sim.delivered[sent].key.clone();
-    let copy = |d: &Delivered| Delivered { key: d.key.clone(), true_at: d.true_at, lease: d.lease, worker: d.worker };
+    let copy = |d: &Delivered| Delivered {
+        key: d.key.clone(),
+        true_at: d.true_at,
+        lease: d.lease,
+        hold_until: d.hold_until,
+        worker: d.worker,
+    };
 
     // A second copy that no crash or unreachable worker explains.
     let extra = copy(&sim.delivered[sent]);
@@ -921,6 +947,15 @@ fn the_oracle_catches_a_second_copy_a_late_send_and_a_lost_fire() {
     let e = sim.oracle().expect_err("a late send");
     assert!(e.contains("after its lease"), "{e}");
     sim.delivered[sent] = keep;
+
+    // A send held for its instant that left well before it.
+    let held = sim.delivered.iter().position(|d| d.hold_until.is_some()).expect("a send claimed ahead");
+    let mut early = copy(&sim.delivered[held]);
+    early.true_at = early.hold_until.map(ms_of).expect("held") - SKEW_MS;
+    let keep = std::mem::replace(&mut sim.delivered[held], early);
+    let e = sim.oracle().expect_err("an early send");
+    assert!(e.contains("before its instant"), "{e}");
+    sim.delivered[held] = keep;
 
     // A fire the history never sent.
     let kept: Vec<Delivered> = sim.delivered.iter().filter(|d| d.key != key).map(copy).collect();

@@ -31,8 +31,13 @@ pub struct Config {
     pub snapshot_logs: u64,
     /// Log entries kept behind a snapshot (so a briefly lagging follower needs no snapshot).
     pub keep_logs: u64,
-    /// How long a worker may take to start a delivery.
+    /// How long a worker may take to start a delivery, from its instant.
     pub lease: Duration,
+    /// How far ahead of their instant the leader claims fires whose job allows overlap; their
+    /// workers hold the sends until the instant. Zero claims every fire once due.
+    pub claim_ahead: Duration,
+    /// Sends a worker runs at once; more wait in its queue (and count against their lease).
+    pub max_concurrent_sends: usize,
     /// Largest clock difference assumed between nodes.
     pub max_clock_skew: Duration,
     /// Mutual TLS between nodes (`--peer-ca`, `--peer-cert`, `--peer-key`); `None` runs
@@ -79,6 +84,13 @@ pub const DEFAULT_LEARNER_MAX_LAG: u64 = 100;
 /// of MiB and the log after it over a slow link.
 pub const DEFAULT_LEARNER_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The default claim-ahead window: fires are claimed between half of it and all of it before
+/// their instant, two claim entries a second under steady load.
+pub const DEFAULT_CLAIM_AHEAD: Duration = Duration::from_millis(1000);
+
+/// The default bound on a worker's concurrent sends (and its idle connections per target).
+pub const DEFAULT_MAX_CONCURRENT_SENDS: usize = 512;
+
 impl Config {
     /// A configuration with the defaults of `belfry serve`, for tests and `belfry dev`.
     pub fn new(id: u64, http_addr: SocketAddr, grpc_addr: SocketAddr, data_dir: PathBuf) -> Config {
@@ -96,6 +108,8 @@ impl Config {
             snapshot_logs: 5000,
             keep_logs: 1000,
             lease: Duration::from_secs(5),
+            claim_ahead: DEFAULT_CLAIM_AHEAD,
+            max_concurrent_sends: DEFAULT_MAX_CONCURRENT_SENDS,
             max_clock_skew: Duration::from_millis(500),
             peer_tls: None,
             http_tls: None,

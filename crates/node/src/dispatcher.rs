@@ -6,7 +6,7 @@
 mod completions;
 mod settle;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,17 +14,20 @@ use std::time::{Duration, Instant};
 use belfry_core::protocol::{self, DeliverResult, ReplyAction};
 use belfry_core::{Assignment, Command, Completion, Dispatch, FireKey, Redispatch, Response};
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::context::Context;
 use crate::peer_tls::Caller;
 use crate::proto::worker_client::WorkerClient;
-use crate::proto::DeliverRequest;
+use crate::proto::{DeliverBatchReply, DeliverBatchRequest, DeliverItem};
 use crate::raft::NodeId;
 use crate::worker::{deliver_result, Worker};
 
 /// How long a worker that failed an RPC is passed over.
 const UNHEALTHY_FOR: Duration = Duration::from_secs(5);
+/// Dispatches awaiting their reply beyond which the ticker claims nothing more: overload
+/// makes fires late, never piles up sends that would outlive their leases.
+pub const MAX_OUTSTANDING: usize = 100_000;
 
 /// Sends deliveries and commits their outcomes. Lives as long as the node; acts only while
 /// the node leads.
@@ -40,6 +43,8 @@ pub struct Dispatcher {
     settling: Mutex<HashSet<(FireKey, u32)>>,
     unhealthy: Mutex<HashMap<NodeId, Instant>>,
     next_worker: AtomicUsize,
+    /// Signalled whenever a dispatch gets its reply (the ticker's backpressure).
+    replied: Notify,
 }
 
 impl Dispatcher {
@@ -54,6 +59,7 @@ impl Dispatcher {
             settling: Mutex::new(HashSet::new()),
             unhealthy: Mutex::new(HashMap::new()),
             next_worker: AtomicUsize::new(0),
+            replied: Notify::new(),
         });
         tokio::spawn(completions::commit_completions(ctx, rx));
         d
@@ -85,32 +91,58 @@ impl Dispatcher {
         self.unhealthy.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Instant::now());
     }
 
-    /// Sends each committed dispatch in a task of its own.
+    /// Sends the committed dispatches: one `DeliverBatch` per worker, in a task of its own.
     pub fn send_all(self: &Arc<Self>, dispatches: Vec<Dispatch>) {
-        for d in dispatches {
-            let id = (d.key.clone(), d.attempt, d.lease_until.timestamp_millis());
-            let first = self.active.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
-            if !first {
-                continue;
+        let mut batches: BTreeMap<(NodeId, u64), Vec<Dispatch>> = BTreeMap::new();
+        {
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            for d in dispatches {
+                if active.insert((d.key.clone(), d.attempt, d.lease_until.timestamp_millis())) {
+                    self.ctx.metrics.fires_total.with_label_values(&["dispatched"]).inc();
+                    batches.entry((d.worker, d.term)).or_default().push(d);
+                }
             }
-            self.ctx.metrics.fires_total.with_label_values(&["dispatched"]).inc();
+        }
+        for ((worker, term), batch) in batches {
             let this = self.clone();
-            tokio::spawn(async move {
-                this.deliver(&d).await;
-                this.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-            });
+            tokio::spawn(async move { this.deliver_batch(worker, term, batch).await });
         }
     }
 
-    /// The `Deliver` of `d` and the attempt's timeout. The request names the attempt and an
-    /// applied index at or past its dispatch; the worker sends what its own replica holds.
-    fn request(&self, d: &Dispatch) -> Option<(DeliverRequest, Duration)> {
+    /// How many dispatches of this leader await their reply: held for their instant, queued,
+    /// or being sent. The ticker claims no more while there are [`MAX_OUTSTANDING`].
+    pub fn outstanding(&self) -> usize {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Resolves when a dispatch gets its reply.
+    pub async fn replied(&self) {
+        self.replied.notified().await
+    }
+
+    fn done(&self, d: &Dispatch) {
+        let id = (d.key.clone(), d.attempt, d.lease_until.timestamp_millis());
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.replied.notify_waiters();
+    }
+
+    /// The `DeliverBatch` of `batch` (all to one worker, in `term`) and how long to wait for
+    /// its last reply: the latest instant a send is held for, plus its attempt's timeout, the
+    /// lease and a margin. The request names the attempts and an applied index at or past
+    /// their dispatch; the worker sends what its own replica holds.
+    fn request(&self, term: u64, batch: &[Dispatch]) -> (DeliverBatchRequest, Duration) {
         let applied = self.ctx.shared.read();
-        let fire = applied.state.fire_by_key(&d.key)?;
-        let job = applied.state.job_by_uid(fire.job_uid)?;
         let log_index = applied.last_applied.map(|l| l.index).unwrap_or(0);
-        let req = DeliverRequest { key: d.key.0.clone(), attempt: d.attempt, term: d.term, log_index };
-        Some((req, job.spec.target.timeout.0))
+        let now = Utc::now();
+        let mut longest = Duration::ZERO;
+        for d in batch {
+            let hold = d.send_at.and_then(|t| (t - now).to_std().ok()).unwrap_or_default();
+            let job = applied.state.fire_by_key(&d.key).and_then(|f| applied.state.job_by_uid(f.job_uid));
+            let timeout = job.map(|j| j.spec.target.timeout.0).unwrap_or_default();
+            longest = longest.max(hold + timeout);
+        }
+        let items = batch.iter().map(|d| DeliverItem { key: d.key.0.clone(), attempt: d.attempt }).collect();
+        (DeliverBatchRequest { term, log_index, items }, longest + self.ctx.config.lease + Duration::from_secs(2))
     }
 
     async fn worker_client(&self, id: NodeId) -> Option<WorkerClient<tonic::transport::Channel>> {
@@ -118,45 +150,102 @@ impl Dispatcher {
         self.ctx.channels.get(id, &addr).ok().map(WorkerClient::new)
     }
 
-    async fn deliver(self: &Arc<Self>, d: &Dispatch) {
-        let Some((req, attempt_timeout)) = self.request(d) else { return };
-        let timeout = attempt_timeout + self.ctx.config.lease + Duration::from_secs(2);
-        let reply = if d.worker == self.ctx.id() {
-            Ok(self.worker.deliver(&Caller::Local, req).await)
+    /// Sends `batch` to `worker` and acts on each reply as it comes; what gets none by the end
+    /// of the stream is unknown (or, when the worker could not be reached at all, not sent).
+    async fn deliver_batch(self: &Arc<Self>, worker: NodeId, term: u64, batch: Vec<Dispatch>) {
+        let (req, timeout) = self.request(term, &batch);
+        let total = batch.len();
+        let mut pending: HashMap<(String, u32), Dispatch> =
+            batch.into_iter().map(|d| ((d.key.0.clone(), d.attempt), d)).collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let ended = if worker == self.ctx.id() {
+            let local = self.worker.clone();
+            tokio::spawn(async move {
+                let caller = Caller::Local;
+                local.deliver_batch(&caller, req, tx).await
+            });
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(reply)) => self.on_item(&mut pending, worker, reply).await,
+                    Ok(None) => break Ok(()),
+                    Err(_) => break Err(RpcError::Unknown("no reply in time".into())),
+                }
+            }
         } else {
-            match self.worker_client(d.worker).await {
+            match self.worker_client(worker).await {
                 Some(mut client) => {
                     let mut request = tonic::Request::new(req);
                     request.set_timeout(timeout);
-                    client.deliver(request).await.map(|r| r.into_inner()).map_err(classify)
+                    match tokio::time::timeout_at(deadline, client.deliver_batch(request)).await {
+                        Ok(Ok(replies)) => {
+                            let mut replies = replies.into_inner();
+                            loop {
+                                match tokio::time::timeout_at(deadline, replies.message()).await {
+                                    Ok(Ok(Some(reply))) => self.on_item(&mut pending, worker, reply).await,
+                                    Ok(Ok(None)) => break Ok(()),
+                                    Ok(Err(status)) => break Err(classify(status)),
+                                    Err(_) => break Err(RpcError::Unknown("no reply in time".into())),
+                                }
+                            }
+                        }
+                        Ok(Err(status)) => Err(classify(status)),
+                        Err(_) => Err(RpcError::Unknown("no answer in time".into())),
+                    }
                 }
-                None => Err(RpcError::NotSent(format!("worker {} is not a member", d.worker))),
+                None => Err(RpcError::NotSent(format!("worker {worker} is not a member"))),
             }
         };
-        let result = match reply {
-            Ok(reply) => {
-                let (result, detail) = deliver_result(reply);
-                if let Some(detail) = detail {
-                    tracing::info!(key = %d.key, worker = d.worker, reason = %detail, "delivery refused");
+        let none_answered = pending.len() == total;
+        for d in pending.into_values() {
+            let result = match &ended {
+                Err(RpcError::NotSent(e)) if none_answered => {
+                    tracing::info!(key = %d.key, worker, error = %e, "worker unreachable; dispatching elsewhere");
+                    DeliverResult::NotSent
                 }
-                result
-            }
-            Err(RpcError::NotSent(e)) => {
-                tracing::info!(key = %d.key, worker = d.worker, error = %e, "worker unreachable; dispatching elsewhere");
-                DeliverResult::NotSent
-            }
-            Err(RpcError::Unknown(e)) => {
-                tracing::warn!(key = %d.key, worker = d.worker, error = %e, "deliver RPC failed");
-                DeliverResult::Unknown
-            }
+                Err(RpcError::NotSent(e) | RpcError::Unknown(e)) => {
+                    tracing::warn!(key = %d.key, worker, error = %e, "deliver RPC failed");
+                    DeliverResult::Unknown
+                }
+                Ok(()) => {
+                    tracing::warn!(key = %d.key, worker, "the worker's replies ended without this one");
+                    DeliverResult::Unknown
+                }
+            };
+            self.act(&d, result).await;
+        }
+    }
+
+    /// One reply of a batch: acts on it for the dispatch it names (a reply naming none is
+    /// ignored: the worker answers only what it was sent).
+    async fn on_item(
+        self: &Arc<Self>,
+        pending: &mut HashMap<(String, u32), Dispatch>,
+        worker: NodeId,
+        reply: DeliverBatchReply,
+    ) {
+        let Some(d) = pending.remove(&(reply.key, reply.attempt)) else { return };
+        let (result, detail) = match reply.reply {
+            Some(reply) => deliver_result(reply),
+            None => (DeliverResult::Unknown, Some("an empty reply".into())),
         };
+        if let Some(detail) = detail {
+            tracing::info!(key = %d.key, worker, reason = %detail, "delivery refused");
+        }
+        self.act(&d, result).await;
+    }
+
+    /// Carries out `protocol::on_reply` for `d`; a redispatch runs in a task of its own, so
+    /// one reply's raft commit does not hold up the replies behind it.
+    async fn act(self: &Arc<Self>, d: &Dispatch, result: DeliverResult) {
         match protocol::on_reply(result, self.is_current(d)) {
             ReplyAction::Commit(a) => {
                 let _ = self.completions.send(Completion { key: d.key.clone(), attempt: a }).await;
             }
             ReplyAction::Redispatch => {
                 self.mark_unhealthy(d.worker);
-                self.redispatch(d.key.clone(), d.attempt, d.term).await;
+                let (this, key, attempt, term) = (self.clone(), d.key.clone(), d.attempt, d.term);
+                tokio::spawn(async move { this.redispatch(key, attempt, term).await });
             }
             ReplyAction::Settle { mark_unhealthy } => {
                 if mark_unhealthy {
@@ -164,6 +253,7 @@ impl Dispatcher {
                 }
             }
         }
+        self.done(d);
     }
 
     /// Whether `d` is still the current dispatch of its fire in this node's state.

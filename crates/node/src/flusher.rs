@@ -1,32 +1,100 @@
-//! One fsync at a time per sled database.
+//! Group commit: one fsync at a time per sled database, shared by every writer waiting.
 //!
 //! sled 0.34 runs `flush_async` on its own small thread pool, where each flush waits for the
 //! log buffer to become stable; many concurrent flushes can occupy every pool thread while the
-//! write they wait for is queued behind them, and the node stalls. Serializing flushes avoids
-//! it, and costs little: a flush makes everything written before it durable, so the writers
-//! queued behind one flush are mostly covered by the next (group commit).
+//! write they wait for is queued behind them, and the node stalls. So flushes run one at a
+//! time, and a writer whose write an earlier flush already covered does not flush again: each
+//! writer takes a ticket after its write, each flush records the last ticket issued before it
+//! began, and a writer returns as soon as a flush that began after its ticket has finished.
+//! A hundred sends that start in the same tick cost one or two fsyncs, not a hundred.
 
-/// Serializes `flush_async` calls on one database.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Serializes and shares `flush` calls on one database.
 pub struct Flusher {
     db: sled::Db,
-    lock: tokio::sync::Mutex<()>,
+    /// Tickets issued: one per write that asked to be made durable.
+    issued: AtomicU64,
+    /// The last ticket covered by a finished flush; held while a flush runs.
+    durable: tokio::sync::Mutex<u64>,
+    /// Flushes performed.
+    performed: AtomicU64,
 }
 
 impl Flusher {
     /// A flusher for `db`.
     pub fn new(db: sled::Db) -> Flusher {
-        Flusher { db, lock: tokio::sync::Mutex::new(()) }
+        Flusher { db, issued: AtomicU64::new(0), durable: tokio::sync::Mutex::new(0), performed: AtomicU64::new(0) }
     }
 
     /// Makes every write issued before the call durable.
     pub async fn flush(&self) -> sled::Result<()> {
-        let _one_at_a_time = self.lock.lock().await;
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut durable = self.durable.lock().await;
+        if *durable >= ticket {
+            // A flush that began after this writer's write has finished.
+            return Ok(());
+        }
+        // Every ticket up to here was taken after its write: this flush covers them all.
+        let covers = self.issued.load(Ordering::SeqCst);
         // On tokio's blocking pool, not sled's own: sled writes sealed log buffers on its pool,
         // and a flush waiting there can hold the thread the write it waits for needs.
         let db = self.db.clone();
+        self.performed.fetch_add(1, Ordering::Relaxed);
         match tokio::task::spawn_blocking(move || db.flush()).await {
-            Ok(result) => result.map(|_| ()),
+            Ok(Ok(_)) => {
+                *durable = covers;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
             Err(e) => Err(sled::Error::ReportableBug(format!("flush task failed: {e}"))),
         }
+    }
+
+    /// How many fsyncs this flusher has run.
+    pub fn performed(&self) -> u64 {
+        self.performed.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_waiting_behind_a_flush_share_the_next_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = sled::open(dir.path()).expect("sled");
+        let flusher = Arc::new(Flusher::new(db.clone()));
+        // A flush is running (the lock is held) while 64 writers write and ask for theirs.
+        let running = flusher.durable.lock().await;
+        let writers: Vec<_> = (0..64u32)
+            .map(|i| {
+                let (db, flusher) = (db.clone(), flusher.clone());
+                tokio::spawn(async move {
+                    db.insert(i.to_be_bytes(), b"x".to_vec()).expect("insert");
+                    flusher.flush().await.expect("flush");
+                })
+            })
+            .collect();
+        while flusher.issued.load(Ordering::SeqCst) < 64 {
+            tokio::task::yield_now().await;
+        }
+        drop(running);
+        for w in writers {
+            w.await.expect("writer");
+        }
+        assert_eq!(flusher.performed(), 1, "one fsync covers every writer that queued behind the running one");
+        assert_eq!(*flusher.durable.lock().await, 64);
+
+        // A write after that needs a flush of its own.
+        db.insert(b"late", b"x".to_vec()).expect("insert");
+        flusher.flush().await.expect("flush");
+        assert_eq!(flusher.performed(), 2);
+        drop((flusher, db));
+        let reopened = sled::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.len(), 65, "every acknowledged write survives");
     }
 }

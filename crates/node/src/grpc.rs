@@ -1,7 +1,10 @@
 //! The gRPC server: raft RPCs, worker RPCs and cluster RPCs on one port.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::Stream;
 
 use belfry_core::Command;
 use openraft::error::{ClientWriteError, RaftError};
@@ -18,9 +21,9 @@ use crate::proto::cluster_server::Cluster;
 use crate::proto::raft_server::Raft as RaftService;
 use crate::proto::worker_server::Worker as WorkerService;
 use crate::proto::{
-    forward_reply, read_index_reply, AdminReply, AdminRequest, DeliverReply, DeliverRequest, Empty, ForwardReply,
-    ForwardRequest, InfoReply, NotLeader, QueryDeliveryReply, QueryDeliveryRequest, RaftPayload, ReadIndexReply,
-    TakeLeadershipRequest,
+    forward_reply, read_index_reply, AdminReply, AdminRequest, DeliverBatchReply, DeliverBatchRequest, DeliverReply,
+    DeliverRequest, Empty, ForwardReply, ForwardRequest, InfoReply, NotLeader, QueryDeliveryReply,
+    QueryDeliveryRequest, RaftPayload, ReadIndexReply, TakeLeadershipRequest,
 };
 use crate::raft::campaign::CampaignGate;
 use crate::raft::{chunk, NodeId, TypeConfig};
@@ -146,6 +149,21 @@ impl WorkerService for Services {
     async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverReply>, Status> {
         let caller = self.require_member(&req)?;
         Ok(Response::new(self.worker.deliver(&caller, req.into_inner()).await))
+    }
+
+    type DeliverBatchStream = Pin<Box<dyn Stream<Item = Result<DeliverBatchReply, Status>> + Send>>;
+
+    async fn deliver_batch(
+        &self,
+        req: Request<DeliverBatchRequest>,
+    ) -> Result<Response<Self::DeliverBatchStream>, Status> {
+        let caller = self.require_member(&req)?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let worker = self.worker.clone();
+        // Admission runs on even when the leader hangs up: what it admits is sent.
+        tokio::spawn(async move { worker.deliver_batch(&caller, req.into_inner(), tx).await });
+        let replies = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (Ok(r), rx)) });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn query_delivery(&self, req: Request<QueryDeliveryRequest>) -> Result<Response<QueryDeliveryReply>, Status> {

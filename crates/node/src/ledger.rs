@@ -71,12 +71,19 @@ impl Ledger {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&id(key, attempt));
     }
 
-    /// Durably records `record` (fsynced before returning).
+    /// Durably records `record` (fsynced before returning; the fsync is shared with every
+    /// write that waits for one at the same time).
     pub async fn put(&self, key: &str, attempt: u32, record: &Record) -> Result<(), sled::Error> {
-        let bytes = serde_json::to_vec(record).expect("ledger records serialize");
-        self.tree.insert(id(key, attempt), bytes)?;
-        self.flusher.flush().await?;
-        Ok(())
+        self.put_many(&[(key, attempt, record.clone())]).await
+    }
+
+    /// Durably records every `(key, attempt, record)` with one fsync.
+    pub async fn put_many(&self, records: &[(&str, u32, Record)]) -> Result<(), sled::Error> {
+        for (key, attempt, record) in records {
+            let bytes = serde_json::to_vec(record).expect("ledger records serialize");
+            self.tree.insert(id(key, *attempt), bytes)?;
+        }
+        self.flusher.flush().await
     }
 }
 

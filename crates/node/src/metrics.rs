@@ -18,6 +18,7 @@ pub struct Metrics {
     pub fire_lag: Histogram,
     pub delivery_duration: Histogram,
     pub deliveries_in_flight: IntGauge,
+    pub deliveries_held: IntGauge,
     pub dead_letters: IntGauge,
     pub jobs: IntGauge,
     pub raft_term: IntGauge,
@@ -56,6 +57,11 @@ impl Metrics {
             deliveries_in_flight: IntGauge::new(
                 "belfry_deliveries_in_flight",
                 "HTTP deliveries this node is sending now.",
+            )
+            .expect("valid metric"),
+            deliveries_held: IntGauge::new(
+                "belfry_deliveries_held",
+                "Sends this node holds for their instant (claimed ahead) or for a free send slot.",
             )
             .expect("valid metric"),
             dead_letters: IntGauge::new("belfry_dead_letters", "Fires in the dead-letter queue.")
@@ -98,6 +104,7 @@ impl Metrics {
             Box::new(m.fire_lag.clone()),
             Box::new(m.delivery_duration.clone()),
             Box::new(m.deliveries_in_flight.clone()),
+            Box::new(m.deliveries_held.clone()),
             Box::new(m.dead_letters.clone()),
             Box::new(m.jobs.clone()),
             Box::new(m.raft_term.clone()),

@@ -1,6 +1,11 @@
 //! The ticker: while this node leads, claims due fires in batches and hands the committed
-//! dispatches to the dispatcher. One index over `next_fire_at` ([`belfry_core::State::due`]),
-//! no task or timer per job.
+//! dispatches to the dispatcher. One index over `next_fire_at`
+//! ([`belfry_core::State::due_ahead`]), no task or timer per job.
+//!
+//! Fires of jobs that allow overlap are claimed ahead (docs/DESIGN.md, "Claiming ahead"): up
+//! to `claim_ahead` before their instant, refilled when the next unclaimed one is half that
+//! away, so under steady load a claim entry covers half a window of fires and the commit and
+//! the hop to the worker happen before the instant, not after it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +16,7 @@ use openraft::ServerState;
 use tokio::sync::watch;
 
 use crate::context::Context;
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, MAX_OUTSTANDING};
 
 /// Claims per log entry at most.
 const BATCH: usize = 1000;
@@ -56,11 +61,17 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
     tracing::info!(node = ctx.id(), term, "leading: ticker started");
     tokio::spawn(dispatcher.clone().settle_loop(term));
     let mut expired_at = None;
+    let lookahead = chrono::Duration::from_std(ctx.config.claim_ahead).unwrap_or_default();
     while ctx.is_leader() && ctx.term() == term && !*stop.borrow() {
         let now = Utc::now();
+        let ahead = now.checked_add_signed(lookahead).unwrap_or(now);
+        // Backpressure: with this many sends awaiting their replies, claiming more would only
+        // queue them on the workers; the fires wait here instead, late but never sent twice.
+        let saturated = dispatcher.outstanding() >= MAX_OUTSTANDING;
         let (due, next, expiry) = {
             let applied = ctx.shared.read();
-            (applied.state.due(now, BATCH), applied.state.next_due(), applied.state.next_expiry())
+            let due = if saturated { Default::default() } else { applied.state.due_ahead(now, ahead, BATCH) };
+            (due, applied.state.next_claimable(lookahead / 2), applied.state.next_expiry())
         };
         // History ages out at a write; an idle cluster gets one (an empty claim batch) when the
         // oldest kept fire passes its job's `history.max_age`. At most one a second.
@@ -105,9 +116,11 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
             (a, b) => a.or(b),
         };
         let wait = wake.map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO)).unwrap_or(MAX_IDLE).min(MAX_IDLE);
+        let wait = if saturated { MAX_IDLE } else { wait };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.shared.changed.notified() => {}
+            _ = dispatcher.replied(), if saturated => {}
             _ = stop.changed() => {}
         }
     }

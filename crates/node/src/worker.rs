@@ -3,43 +3,54 @@
 //! replica holds, records the outcome (docs/DESIGN.md, "The fire protocol": the steps admit,
 //! record-start, send and record-outcome).
 
+mod hold;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use belfry_core::protocol::{self, Admission, AdmitView, DeliverResult, LedgerRecord, Refusal};
+use belfry_core::protocol::{self, Admission, AdmitView, DeliverResult, LedgerRecord, Refusal, Release};
 use belfry_core::FireKey;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
+use tokio::sync::mpsc;
 
 use crate::context::Context;
 use crate::convert::{attempt, outcome, refusal_from_proto, refusal_to_proto};
-use crate::delivery::{self, Delivery, DeliveryClient};
+use crate::delivery::{self, Delivery};
 use crate::ledger::{Ledger, Record};
 use crate::peer_tls::Caller;
-use crate::proto::{deliver_reply, DeliverReply, DeliverRequest, DeliveryState, QueryDeliveryReply, Refused};
+use crate::proto::{
+    deliver_reply, DeliverBatchReply, DeliverBatchRequest, DeliverItem, DeliverReply, DeliverRequest, DeliveryState,
+    QueryDeliveryReply, Refused,
+};
+use hold::{Admitted, Claimed};
 
 /// How long a `Deliver` waits for the worker's replica to apply the entry it names.
 const APPLY_WAIT: Duration = Duration::from_secs(2);
 
-/// An attempt the worker's replica holds as dispatched to it: what to send, and by when.
-struct Admitted {
-    delivery: Delivery,
-    lease_until: DateTime<Utc>,
-}
-
 /// The worker half of a node.
 pub struct Worker {
     ctx: Arc<Context>,
-    ledger: Ledger,
-    http: DeliveryClient,
+    ledger: Arc<Ledger>,
+    queue: mpsc::UnboundedSender<Admitted>,
     draining: AtomicBool,
 }
 
+/// A refusal as a reply.
+fn refused(reason: Refusal, detail: &str) -> DeliverReply {
+    let refused = Refused { reason: refusal_to_proto(reason) as i32, detail: format!("{}: {detail}", reason.name()) };
+    DeliverReply { result: Some(deliver_reply::Result::Refused(refused)) }
+}
+
 impl Worker {
-    /// A worker sending through the node's egress policy.
+    /// A worker sending through the node's egress policy, at most `max_concurrent_sends` at
+    /// once. Starts its send queue, so it must be made inside the runtime.
     pub fn new(ctx: Arc<Context>, ledger: Ledger) -> Worker {
-        let http = delivery::client(&ctx.config.egress);
-        Worker { ctx, ledger, http, draining: AtomicBool::new(false) }
+        let ledger = Arc::new(ledger);
+        let http = delivery::client(&ctx.config.egress, ctx.config.max_concurrent_sends);
+        let sender = hold::Sender { ctx: ctx.clone(), ledger: ledger.clone(), http };
+        let queue = hold::start(Arc::new(sender), ctx.config.max_concurrent_sends);
+        Worker { ctx, ledger, queue, draining: AtomicBool::new(false) }
     }
 
     /// Stops starting new sends (in-flight ones finish).
@@ -47,9 +58,9 @@ impl Worker {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Waits up to `deadline` for the sends in flight to finish; returns how many did not.
-    /// Those are settled by the leader through this node's ledger once it is back, or sent
-    /// again with the same key if it never comes back.
+    /// Waits up to `deadline` for the sends held or in flight to finish; returns how many did
+    /// not. Those are settled by the leader through this node's ledger once it is back, or
+    /// sent again with the same key if it never comes back.
     pub async fn finish_in_flight(&self, deadline: Duration) -> usize {
         let until = tokio::time::Instant::now() + deadline;
         while self.ledger.in_flight_count() > 0 && tokio::time::Instant::now() < until {
@@ -60,73 +71,132 @@ impl Worker {
 
     fn refuse(&self, reason: Refusal, detail: &str) -> DeliverReply {
         self.ctx.metrics.fires_total.with_label_values(&["refused"]).inc();
-        let refused =
-            Refused { reason: refusal_to_proto(reason) as i32, detail: format!("{}: {detail}", reason.name()) };
-        DeliverReply { result: Some(deliver_reply::Result::Refused(refused)) }
+        refused(reason, detail)
     }
 
-    /// Handles one `Deliver` from `caller` (docs/DESIGN.md, the step admit; the decision is
-    /// `belfry_core::protocol::admit`).
-    ///
-    /// The send runs in a task of its own: when the caller goes away mid-send (the leader was
-    /// killed, or the RPC timed out), the send still finishes, its outcome reaches the ledger
-    /// for the next leader's `QueryDelivery`, and the attempt stops counting as in flight.
+    /// Handles one `Deliver`: a batch of one.
     pub async fn deliver(self: &Arc<Self>, caller: &Caller, req: DeliverRequest) -> DeliverReply {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let batch = DeliverBatchRequest {
+            term: req.term,
+            log_index: req.log_index,
+            items: vec![DeliverItem { key: req.key, attempt: req.attempt }],
+        };
+        self.deliver_batch(caller, batch, tx).await;
+        match rx.recv().await {
+            Some(DeliverBatchReply { reply: Some(reply), .. }) => reply,
+            // The send may have started; the leader settles it through the ledger.
+            _ => self.refuse(Refusal::InProgress, "the send queue went away"),
+        }
+    }
+
+    /// Handles a `DeliverBatch` from `caller` (docs/DESIGN.md, the step admit; each item's
+    /// decision is `belfry_core::protocol::admit`): refusals and recorded outcomes are answered
+    /// on `out` at once, and every admitted attempt is recorded as started in the ledger (one
+    /// fsync for the batch) and queued, to be sent at its instant and answered on `out`.
+    ///
+    /// The sends do not depend on the caller: when it goes away (the leader was killed, or
+    /// the RPC timed out), held and running sends still happen, their outcomes reach the
+    /// ledger for the next leader's `QueryDelivery`, and they stop counting as in flight.
+    pub async fn deliver_batch(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: DeliverBatchRequest,
+        out: mpsc::UnboundedSender<DeliverBatchReply>,
+    ) {
+        let answer = |item: DeliverItem, reply: DeliverReply| {
+            let _ = out.send(DeliverBatchReply { key: item.key, attempt: item.attempt, reply: Some(reply) });
+        };
         // A zombie leader's request is refused before any waiting (a higher term may be one
         // this worker is about to learn from the entry it waits for).
         let seen = self.ctx.term();
         if req.term < seen {
             if let Err((reason, why)) = protocol::fence(req.term, seen) {
-                return self.refuse(reason, &why);
+                for item in req.items {
+                    answer(item, self.refuse(reason, &why));
+                }
+                return;
             }
         }
         let applied = self.ctx.raft.wait(Some(APPLY_WAIT)).applied_index_at_least(Some(req.log_index), "deliver").await;
         if applied.is_err() {
             let why = format!("entry {} not applied here within {APPLY_WAIT:?}", req.log_index);
-            return self.refuse(Refusal::NotDispatched, &why);
-        }
-        let (admission, delivery) = self.admit(caller, &req);
-        let lease_until = match admission {
-            Admission::Send { lease_until } => lease_until,
-            Admission::Replay(attempt) => {
-                return DeliverReply { result: Some(deliver_reply::Result::Outcome(outcome(&attempt))) };
+            for item in req.items {
+                answer(item, self.refuse(Refusal::NotDispatched, &why));
             }
-            Admission::Refuse(reason, why) => return self.refuse(reason, &why),
-        };
-        let Some(delivery) = delivery else {
-            return self.refuse(Refusal::NotDispatched, "the job is gone");
-        };
-        if !self.ledger.claim(&req.key, req.attempt) {
-            return self.refuse(Refusal::InProgress, "this worker is sending it");
+            return;
         }
-        let this = self.clone();
-        let task = tokio::spawn(async move {
-            let _claimed = Claimed { ledger: &this.ledger, key: &req.key, attempt: req.attempt };
-            this.send(Admitted { delivery, lease_until }).await
-        });
-        match task.await {
-            Ok(reply) => reply,
-            // The send may have started; the leader settles it through the ledger.
-            Err(e) => self.refuse(Refusal::InProgress, &format!("send task failed: {e}")),
+        let now = Utc::now();
+        let mut admitted = Vec::new();
+        for item in req.items {
+            let (admission, delivery) = self.admit(caller, req.term, &item);
+            let (lease_until, send_at) = match admission {
+                Admission::Send { lease_until, send_at } => (lease_until, send_at),
+                Admission::Replay(attempt) => {
+                    answer(item, DeliverReply { result: Some(deliver_reply::Result::Outcome(outcome(&attempt))) });
+                    continue;
+                }
+                Admission::Refuse(reason, why) => {
+                    answer(item, self.refuse(reason, &why));
+                    continue;
+                }
+            };
+            let Some(delivery) = delivery else {
+                answer(item, self.refuse(Refusal::NotDispatched, "the job is gone"));
+                continue;
+            };
+            let Some(claimed) = Claimed::claim(&self.ledger, &item.key, item.attempt) else {
+                answer(item, self.refuse(Refusal::InProgress, "this worker is holding or sending it"));
+                continue;
+            };
+            if protocol::release(now, send_at, lease_until) == Release::Expired {
+                answer(item, self.refuse(Refusal::LeaseExpired, "before the ledger write"));
+                continue;
+            }
+            admitted.push(Admitted { delivery, lease_until, send_at, _claimed: claimed, reply: out.clone() });
+        }
+        if admitted.is_empty() {
+            return;
+        }
+        let records: Vec<(&str, u32, Record)> = admitted
+            .iter()
+            .map(|a| {
+                let at_ms = a.send_at.unwrap_or(now).timestamp_millis();
+                (a.delivery.key.as_str(), a.delivery.attempt, Record::Started { at_ms })
+            })
+            .collect();
+        if let Err(e) = self.ledger.put_many(&records).await {
+            for a in admitted {
+                let item = DeliverItem { key: a.delivery.key.clone(), attempt: a.delivery.attempt };
+                answer(item, self.refuse(Refusal::LedgerError, &e.to_string()));
+            }
+            return;
+        }
+        for a in admitted {
+            if let Err(mpsc::error::SendError(a)) = self.queue.send(a) {
+                // Only at shutdown: recorded as started, so the leader waits out its lease.
+                let item = DeliverItem { key: a.delivery.key.clone(), attempt: a.delivery.attempt };
+                answer(item, self.refuse(Refusal::ShuttingDown, "the send queue is closed"));
+            }
         }
     }
 
     /// Gathers what the worker knows and asks `protocol::admit`; when it says send, also the
     /// request the replica holds (none when the job is gone).
-    fn admit(&self, caller: &Caller, req: &DeliverRequest) -> (Admission, Option<Delivery>) {
+    fn admit(&self, caller: &Caller, term: u64, item: &DeliverItem) -> (Admission, Option<Delivery>) {
         let seen = self.ctx.leader_seen();
-        let ledger = match self.ledger.get(&req.key, req.attempt) {
+        let ledger = match self.ledger.get(&item.key, item.attempt) {
             Ok(None) => LedgerRecord::None,
             Ok(Some(Record::Started { .. })) => LedgerRecord::Started,
             Ok(Some(Record::Finished { attempt })) => LedgerRecord::Finished(attempt),
             Err(_) => LedgerRecord::Unreadable,
         };
         let applied = self.ctx.shared.read();
-        let fire = applied.state.fire_by_key(&FireKey(req.key.clone()));
+        let fire = applied.state.fire_by_key(&FireKey(item.key.clone()));
         let view = AdmitView {
             me: self.ctx.id(),
-            request_term: req.term,
-            request_attempt: req.attempt,
+            request_term: term,
+            request_attempt: item.attempt,
             current_term: seen.term,
             sender_is_leader: seen.leader.is_some_and(|leader| caller.is(leader, self.ctx.id())),
             ledger,
@@ -141,8 +211,8 @@ impl Worker {
             let job = applied.state.job_by_uid(fire.job_uid)?;
             let t = &job.spec.target;
             Some(Delivery {
-                key: req.key.clone(),
-                attempt: req.attempt,
+                key: item.key.clone(),
+                attempt: item.attempt,
                 job: fire.job_name.clone(),
                 scheduled_at: fire.scheduled_at,
                 method: t.method.clone(),
@@ -153,37 +223,6 @@ impl Worker {
             })
         });
         (admission, delivery)
-    }
-
-    async fn send(&self, admitted: Admitted) -> DeliverReply {
-        let Admitted { delivery: d, lease_until } = admitted;
-        let now = Utc::now();
-        if !protocol::may_start(now, lease_until) {
-            return self.refuse(Refusal::LeaseExpired, "before the ledger write");
-        }
-        let started = Record::Started { at_ms: now.timestamp_millis() };
-        if let Err(e) = self.ledger.put(&d.key, d.attempt, &started).await {
-            return self.refuse(Refusal::LedgerError, &e.to_string());
-        }
-        // The lease is checked again after the fsync: the ledger write may have taken long.
-        if !protocol::may_start(Utc::now(), lease_until) {
-            return self.refuse(Refusal::LeaseExpired, "after the ledger write");
-        }
-        let m = &self.ctx.metrics;
-        m.deliveries_in_flight.inc();
-        let lag = (now - d.scheduled_at).num_milliseconds().max(0) as f64 / 1000.0;
-        m.fire_lag.observe(lag);
-        let result = self.http.send(&d, self.ctx.config.signer.as_ref(), self.ctx.id()).await;
-        m.deliveries_in_flight.dec();
-        m.delivery_duration.observe(result.duration_ms() as f64 / 1000.0);
-        let class = serde_json::to_value(result.class).ok().and_then(|v| v.as_str().map(str::to_string));
-        m.fires_total.with_label_values(&[class.as_deref().unwrap_or("unknown")]).inc();
-        tracing::debug!(key = %d.key, attempt = d.attempt, status = ?result.http_status, "delivered");
-        if let Err(e) = self.ledger.put(&d.key, d.attempt, &Record::Finished { attempt: result.clone() }).await {
-            // The send happened; the outcome still goes back to the leader, which commits it.
-            tracing::error!(key = %d.key, error = %e, "ledger write after send failed");
-        }
-        DeliverReply { result: Some(deliver_reply::Result::Outcome(outcome(&result))) }
     }
 
     /// Answers `QueryDelivery` from the ledger.
@@ -200,19 +239,6 @@ impl Worker {
             // An unreadable ledger must not look like "never sent": report it as started.
             Err(_) => QueryDeliveryReply { state: DeliveryState::Started as i32, outcome: None, in_flight: true },
         }
-    }
-}
-
-/// An attempt claimed in the ledger's in-flight set, released when dropped (even by a panic).
-struct Claimed<'a> {
-    ledger: &'a Ledger,
-    key: &'a str,
-    attempt: u32,
-}
-
-impl Drop for Claimed<'_> {
-    fn drop(&mut self) {
-        self.ledger.release(self.key, self.attempt);
     }
 }
 

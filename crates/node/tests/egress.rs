@@ -268,12 +268,12 @@ async fn a_name_that_resolves_to_loopback_is_refused_at_send_time() {
     let d = delivery(format!("http://localhost:{}/hook", addr.port()));
     // What the create-time check sees of this URL is a name: only the lookup shows loopback.
     assert_eq!(EgressPolicy::default().check_url(&url(&d.url)), Ok(()));
-    let a = delivery::client(&EgressPolicy::default()).send(&d, None, 1).await;
+    let a = delivery::client(&EgressPolicy::default(), 8).send(&d, None, 1).await;
     assert!(blocked(&a), "{a:?}");
     assert!(a.error.as_deref().is_some_and(|e| e.contains("localhost resolves to")), "{a:?}");
     assert!(target.paths().is_empty(), "nothing reached the target");
     // The same delivery goes through once private targets are allowed.
-    let a = delivery::client(&EgressPolicy::allowing_private()).send(&d, None, 1).await;
+    let a = delivery::client(&EgressPolicy::allowing_private(), 8).send(&d, None, 1).await;
     assert_eq!((a.class, a.http_status), (ResultClass::Success, Some(200)), "{a:?}");
     assert_eq!(target.paths(), ["/hook"]);
 }
@@ -282,7 +282,7 @@ async fn a_name_that_resolves_to_loopback_is_refused_at_send_time() {
 async fn literal_addresses_are_refused_before_connecting() {
     let target = Target::default();
     let port = target.start().await.port();
-    let client = delivery::client(&EgressPolicy::default());
+    let client = delivery::client(&EgressPolicy::default(), 8);
     for host in ["127.0.0.1", "0x7f.1", "2130706433", "[::ffff:127.0.0.1]"] {
         let a = client.send(&delivery(format!("http://{host}:{port}/hook")), None, 1).await;
         assert!(blocked(&a), "{host}: {a:?}");
@@ -296,7 +296,7 @@ async fn the_cluster_api_is_refused_at_send_time_through_any_name() {
     let addr = target.start().await;
     let policy = EgressPolicy::allowing_private();
     policy.cluster_api().learn(1, &[addr.to_string()]).await;
-    let client = delivery::client(&policy);
+    let client = delivery::client(&policy, 8);
     let a = client.send(&delivery(format!("http://localhost:{}/v1/jobs/victim", addr.port())), None, 1).await;
     assert!(blocked(&a) && a.error.as_deref().is_some_and(|e| e.contains("own API")), "{a:?}");
     assert!(target.paths().is_empty());
@@ -307,7 +307,7 @@ async fn redirects_are_not_followed_by_default() {
     let target = Target::default();
     let addr = target.start().await;
     let d = delivery(format!("http://{addr}/to?url=/hook"));
-    let a = delivery::client(&EgressPolicy::allowing_private()).send(&d, None, 1).await;
+    let a = delivery::client(&EgressPolicy::allowing_private(), 8).send(&d, None, 1).await;
     assert_eq!((a.class, a.http_status), (ResultClass::Permanent, Some(302)), "{a:?}");
     assert!(a.error.as_deref().is_some_and(|e| e.contains("not followed")), "{a:?}");
     assert_eq!(target.paths(), ["/to"]);
@@ -318,7 +318,7 @@ async fn redirects_are_followed_with_the_flag_and_every_hop_is_checked() {
     let target = Target::default();
     let addr = target.start().await;
     let follow = |n| policy(EgressSettings { allow_private_targets: true, follow_redirects: n, ..Default::default() });
-    let client = delivery::client(&follow(3));
+    let client = delivery::client(&follow(3), 8);
 
     let a = client.send(&delivery(format!("http://{addr}/to?url=/hook&status=307")), None, 1).await;
     assert_eq!((a.class, a.http_status), (ResultClass::Success, Some(200)), "{a:?}");
@@ -353,13 +353,13 @@ async fn redirects_are_followed_with_the_flag_and_every_hop_is_checked() {
     let guarded = follow(3);
     guarded.cluster_api().learn(2, &[api_addr.to_string()]).await;
     let to_api = format!("http://localhost:{}/v1/jobs/victim", api_addr.port());
-    let a = delivery::client(&guarded).send(&delivery(format!("http://{addr}/to?url={to_api}")), None, 1).await;
+    let a = delivery::client(&guarded, 8).send(&delivery(format!("http://{addr}/to?url={to_api}")), None, 1).await;
     assert!(blocked(&a), "{a:?}");
     assert!(api.paths().is_empty());
 
     // More hops than allowed: the last answer is the outcome.
     let chain = format!("http://{addr}/to?url=/to%3Furl%3D/hook");
-    let a = delivery::client(&follow(1)).send(&delivery(chain), None, 1).await;
+    let a = delivery::client(&follow(1), 8).send(&delivery(chain), None, 1).await;
     assert_eq!((a.class, a.http_status), (ResultClass::Permanent, Some(302)), "{a:?}");
     assert!(a.error.as_deref().is_some_and(|e| e.contains("more than 1 redirects")), "{a:?}");
 }
@@ -402,7 +402,7 @@ async fn a_delivery_carries_one_verifiable_signature_per_key() {
     let target = Target::default();
     let addr = target.start().await;
     let d = delivery(format!("http://{addr}/hook"));
-    let a = delivery::client(&EgressPolicy::allowing_private()).send(&d, Some(&signer), 1).await;
+    let a = delivery::client(&EgressPolicy::allowing_private(), 8).send(&d, Some(&signer), 1).await;
     assert_eq!(a.http_status, Some(200), "{a:?}");
     let header = target.last().2.get("belfry-signature").and_then(|v| v.to_str().ok()).map(str::to_string);
     let (t, v1) = parse_signature(&header.expect("a Belfry-Signature"));

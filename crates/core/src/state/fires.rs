@@ -16,7 +16,7 @@ impl State {
             dispatches.extend(self.claim(now, claim));
         }
         for r in redispatches {
-            dispatches.extend(self.redispatch(r));
+            dispatches.extend(self.redispatch(now, r));
         }
         Response::Dispatches { dispatches }
     }
@@ -121,7 +121,11 @@ impl State {
             self.insert_fire(fire);
             return None;
         }
-        let dispatch = dispatch_fire(&mut fire, 1, claim.assign);
+        if due > now && scheduled_at == claim.scheduled_at {
+            // Claimed ahead of its instant: the worker holds the send until it is due.
+            fire.send_at = Some(due);
+        }
+        let dispatch = dispatch_fire(&mut fire, 1, claim.assign, now);
         self.insert_fire(fire);
         Some(dispatch)
     }
@@ -129,7 +133,7 @@ impl State {
     /// Dispatches an existing fire again. Valid transitions only: the next attempt of a
     /// retry-waiting or queued fire, or the same attempt of a dispatched fire (a new worker after
     /// its lease ran out). Anything else is a stale proposal and changes nothing.
-    fn redispatch(&mut self, r: Redispatch) -> Option<Dispatch> {
+    fn redispatch(&mut self, now: DateTime<Utc>, r: Redispatch) -> Option<Dispatch> {
         let seq = *self.keys.get(&r.key)?;
         let fire = self.data.fires.get(&seq)?;
         let live = self.names.contains_key(&fire.job_uid);
@@ -143,7 +147,7 @@ impl State {
             return None;
         }
         let mut fire = fire.clone();
-        let dispatch = dispatch_fire(&mut fire, r.attempt, r.assign);
+        let dispatch = dispatch_fire(&mut fire, r.attempt, r.assign, now);
         self.replace_fire(seq, fire);
         Some(dispatch)
     }
@@ -274,6 +278,7 @@ pub(super) fn new_fire(key: FireKey, job: &Job, scheduled_at: DateTime<Utc>, now
         worker: None,
         term: 0,
         lease_until: None,
+        send_at: None,
         next_attempt_at: None,
         budget_base: 0,
         budget_since: now,
@@ -285,20 +290,34 @@ pub(super) fn new_fire(key: FireKey, job: &Job, scheduled_at: DateTime<Utc>, now
     }
 }
 
-/// Hands `fire` to the assigned worker for `attempt`.
-fn dispatch_fire(fire: &mut Fire, attempt: u32, assign: Assignment) -> Dispatch {
+/// Hands `fire` to the assigned worker for `attempt` at `now` (the command's clock).
+///
+/// A send held for a later instant (`fire.send_at`, set by a claim ahead for the first
+/// attempt; kept by a new dispatch of it, dropped by any later attempt) must not see its lease run out
+/// while it waits: the assignment's lease, a lease for a send starting `now`, is moved on by
+/// the wait.
+fn dispatch_fire(fire: &mut Fire, attempt: u32, assign: Assignment, now: DateTime<Utc>) -> Dispatch {
+    if attempt > 1 {
+        fire.send_at = None;
+    }
+    let wait = fire.send_at.map(|at| at.signed_duration_since(now)).filter(|w| *w > chrono::TimeDelta::zero());
+    let lease_until = match wait {
+        Some(wait) => assign.lease_until.checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        None => assign.lease_until,
+    };
     fire.status = FireStatus::Dispatched;
     fire.attempt = attempt;
     fire.worker = Some(assign.worker);
     fire.term = assign.term;
-    fire.lease_until = Some(assign.lease_until);
+    fire.lease_until = Some(lease_until);
     fire.next_attempt_at = None;
     Dispatch {
         key: fire.key.clone(),
         attempt,
         worker: assign.worker,
         term: assign.term,
-        lease_until: assign.lease_until,
+        lease_until,
+        send_at: fire.send_at.filter(|_| wait.is_some()),
     }
 }
 

@@ -109,7 +109,7 @@ fn check_job(at: &str, job: &Job) -> Result<(), ApplyError> {
 }
 
 fn check_fire(at: &str, fire: &Fire) -> Result<(), ApplyError> {
-    let instants = [fire.lease_until, fire.next_attempt_at, fire.finished_at];
+    let instants = [fire.lease_until, fire.send_at, fire.next_attempt_at, fire.finished_at];
     check_instants(at, [Some(fire.scheduled_at), Some(fire.claimed_at), Some(fire.budget_since)])?;
     check_instants(at, instants)?;
     check_actors(at, [&fire.triggered_by, &fire.requeued_by])?;

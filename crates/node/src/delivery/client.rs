@@ -22,29 +22,30 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most destination ports with a pooled client of their own: the ports of real targets are
 /// few (80, 443, a handful more); beyond this, sends still work, unpooled.
 pub const MAX_CACHED_PORTS: usize = 64;
-/// Idle connections kept per host.
-const POOL_IDLE_PER_HOST: usize = 32;
 
 /// Sends deliveries under an [`EgressPolicy`]. Cheap to clone; clones share the pools.
 #[derive(Debug, Clone)]
 pub struct DeliveryClient {
     policy: EgressPolicy,
+    /// Idle connections kept per host: as many as sends may run at once, so a burst reuses
+    /// the connections of the last one instead of opening new ones.
+    idle_per_host: usize,
     clients: Arc<Mutex<HashMap<u16, reqwest::Client>>>,
 }
 
 /// The client a worker sends with, built once: its pools and the policy's view of this
 /// cluster's API endpoints are shared by every send.
-pub fn client(policy: &EgressPolicy) -> DeliveryClient {
-    DeliveryClient { policy: policy.clone(), clients: Arc::default() }
+pub fn client(policy: &EgressPolicy, idle_per_host: usize) -> DeliveryClient {
+    DeliveryClient { policy: policy.clone(), idle_per_host, clients: Arc::default() }
 }
 
-fn build(policy: &EgressPolicy, port: u16) -> reqwest::Result<reqwest::Client> {
+fn build(policy: &EgressPolicy, port: u16, idle_per_host: usize) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .dns_resolver(Arc::new(PolicyResolver::new(policy.clone(), port)))
         .redirect(reqwest::redirect::Policy::none())
         // A proxy would resolve target names itself, out of the policy's sight.
         .no_proxy()
-        .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
+        .pool_max_idle_per_host(idle_per_host)
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("belfry/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -72,7 +73,7 @@ impl DeliveryClient {
         if let Some(c) = clients.get(&port) {
             return Ok(c.clone());
         }
-        let c = build(&self.policy, port)?;
+        let c = build(&self.policy, port, self.idle_per_host)?;
         if clients.len() < MAX_CACHED_PORTS {
             clients.insert(port, c.clone());
         }
