@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use belfry_core::api::ItemError;
+
 /// An error from a [`crate::Client`] call.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,6 +22,8 @@ pub enum Error {
         message: String,
         /// The request field at fault, when one is.
         field: Option<String>,
+        /// For a refused batch create, every spec refused, by index; empty otherwise.
+        errors: Vec<ItemError>,
     },
     /// No answer: connection refused, DNS failure, reset, or a timeout. For a write, the
     /// outcome is unknown after a timeout: the server may still commit it.
@@ -57,6 +61,14 @@ impl Error {
         match self {
             Error::Api { code, .. } => Some(code),
             _ => None,
+        }
+    }
+
+    /// The refused specs of a batch create, by index (empty for any other error).
+    pub fn item_errors(&self) -> &[ItemError] {
+        match self {
+            Error::Api { errors, .. } => errors,
+            _ => &[],
         }
     }
 
@@ -134,9 +146,16 @@ mod tests {
             code: "invalid".into(),
             message: "minute 61 out of range 0-59".into(),
             field: Some("schedule.cron".into()),
+            errors: Vec::new(),
         };
         assert_eq!(e.to_string(), "invalid: minute 61 out of range 0-59 (field: schedule.cron)");
-        let e = Error::Api { status: 404, code: "not_found".into(), message: "job x not found".into(), field: None };
+        let e = Error::Api {
+            status: 404,
+            code: "not_found".into(),
+            message: "job x not found".into(),
+            field: None,
+            errors: Vec::new(),
+        };
         assert_eq!(e.to_string(), "not_found: job x not found");
     }
 }

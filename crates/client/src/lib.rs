@@ -21,8 +21,8 @@ mod error;
 use std::time::Duration;
 
 use belfry_core::api::{
-    ClusterView, DeadLetterResult, ExecutionList, ExecutionView, Instants, JobList, JobView, NewToken, PreviewRequest,
-    TokenList, TokenRequest,
+    BatchCreated, ClusterView, DeadLetterResult, ExecutionList, ExecutionView, Instants, JobList, JobView, NewToken,
+    PreviewRequest, TokenList, TokenRequest,
 };
 use belfry_core::{DeadLetterSelector, JobSpec, NodeId};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -80,6 +80,12 @@ pub struct ExecutionQuery {
     /// The `next_cursor` of the previous page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+}
+
+/// `POST /v1/jobs:batch` body.
+#[derive(Serialize)]
+struct JobBatch<'a> {
+    jobs: &'a [JobSpec],
 }
 
 /// `POST /v1/cluster/members` body: a node to add as a learner, promoted to voter once caught up.
@@ -195,6 +201,14 @@ impl Client {
     /// `POST /v1/jobs`: creates a job.
     pub async fn create_job(&self, spec: &JobSpec) -> Result<JobView> {
         self.json(self.request(Method::POST, &["v1", "jobs"]).json(spec)).await
+    }
+
+    /// `POST /v1/jobs:batch`: creates every job of `specs` (1 to
+    /// [`belfry_core::command::MAX_BATCH_JOBS`], at most [`belfry_core::api::MAX_BATCH_BYTES`] as
+    /// JSON) in one committed entry, or none. A refusal is an [`Error::Api`] whose `errors` name
+    /// each refused spec by its index in `specs`.
+    pub async fn create_jobs(&self, specs: &[JobSpec]) -> Result<BatchCreated> {
+        self.json(self.request(Method::POST, &["v1", "jobs:batch"]).json(&JobBatch { jobs: specs })).await
     }
 
     /// `GET /v1/jobs/{name}`.
@@ -467,9 +481,13 @@ async fn error_answer(url: &str, response: reqwest::Response) -> Error {
         Err(e) => return Error::transport(url, e),
     };
     match serde_json::from_slice::<belfry_core::api::ErrorBody>(&body) {
-        Ok(b) => {
-            Error::Api { status: status.as_u16(), code: b.error.code, message: b.error.message, field: b.error.field }
-        }
+        Ok(b) => Error::Api {
+            status: status.as_u16(),
+            code: b.error.code,
+            message: b.error.message,
+            field: b.error.field,
+            errors: b.errors,
+        },
         Err(_) => {
             let text = String::from_utf8_lossy(&body);
             let excerpt: String = text.trim().chars().take(EXCERPT).collect();
@@ -502,6 +520,13 @@ mod tests {
         let none = Client::new("127.0.0.1:7101").unwrap().with_token(Some("  ")).unwrap();
         assert!(none.request(Method::GET, &["v1"]).build().unwrap().headers().get("authorization").is_none());
         assert!(Client::new("127.0.0.1:7101").unwrap().with_token(Some("a\nb")).is_err());
+    }
+
+    #[test]
+    fn the_batch_route_keeps_its_colon() {
+        let c = Client::new("127.0.0.1:7101").unwrap();
+        let url = c.request(Method::POST, &["v1", "jobs:batch"]).build().unwrap().url().to_string();
+        assert_eq!(url, "http://127.0.0.1:7101/v1/jobs:batch");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use belfry_schedule::ScheduleSpec;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::command::CreatedJob;
 use crate::fire::{Attempt, Fire, FireStatus, NodeId};
 use crate::job::{HistoryPolicy, HttpTarget, Job, MisfirePolicy, OverlapPolicy, RetryPolicy};
 use crate::state::tokens::{Role, Token};
@@ -286,11 +287,15 @@ pub struct MemberView {
     pub version: Option<String>,
 }
 
-/// Every error the API returns: `{"error": {"code", "message", "field"}}`.
+/// Every error the API returns: `{"error": {"code", "message", "field"}}`, and for a refused
+/// batch create also `"errors"`, one entry per refused spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
+    /// Every spec a `POST /v1/jobs:batch` refused, by index; absent from every other answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ItemError>,
 }
 
 /// The error detail.
@@ -302,6 +307,55 @@ pub struct ErrorDetail {
     pub message: String,
     /// The request field at fault, when one is.
     pub field: Option<String>,
+}
+
+/// Why one spec of a batch create was refused: the error single create would answer for it,
+/// with the spec's place in the batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemError {
+    /// The spec's position in `jobs`, from 0.
+    pub index: usize,
+    /// Stable machine-readable code (`invalid`, `already_exists`, `quota_exceeded`).
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The field of the spec at fault (`schedule.cron`), when one is.
+    pub field: Option<String>,
+}
+
+/// Largest body of a `POST /v1/jobs:batch`, in bytes (413 beyond): a batch of
+/// [`crate::command::MAX_BATCH_JOBS`] specs averaging 16 KiB. A batch is one raft entry that
+/// every replica writes and the leader sends to each follower whole, so it is held to what a
+/// slow link carries within a few seconds; clients cut larger imports into batches by count and
+/// by size (`belfry job import` does).
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// What `POST /v1/jobs:batch` answers: how many jobs it created and, in the order of the
+/// request, each one's name, uid and first instant. The whole views are a `GET` away; an answer
+/// that echoed a thousand specs back would cost as much as the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCreated {
+    /// The number of jobs created: every spec of the request.
+    pub created: usize,
+    /// The jobs, in the order of the request.
+    pub jobs: Vec<CreatedJobView>,
+}
+
+/// One job of a [`BatchCreated`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedJobView {
+    /// The job's name.
+    pub name: String,
+    /// Its uid.
+    pub uid: u64,
+    /// Its first instant; null when its schedule has none.
+    pub next_fire_at: Option<String>,
+}
+
+impl From<&CreatedJob> for CreatedJobView {
+    fn from(job: &CreatedJob) -> Self {
+        CreatedJobView { name: job.name.clone(), uid: job.uid, next_fire_at: job.next_fire_at.map(rfc3339) }
+    }
 }
 
 /// `GET /v1/backup`: a consistent copy of the replicated state, and `belfry restore`'s input.

@@ -72,6 +72,18 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_jobs: Option<u64>,
     },
+    /// Create up to [`MAX_BATCH_JOBS`] jobs, all or none (`POST /v1/jobs:batch`): every spec
+    /// valid, no name in use or given twice, and room for all of them under `max_jobs`; else
+    /// nothing changes and the refusal is an [`ApplyError::Item`] naming the first spec at fault.
+    /// One entry, so the batch costs one commit, whatever its size.
+    CreateJobs {
+        specs: Vec<JobSpec>,
+        now: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_jobs: Option<u64>,
+    },
     /// Replace a job's spec, optionally only at a given version.
     ReplaceJob {
         spec: JobSpec,
@@ -152,6 +164,7 @@ impl Command {
     pub fn now(&self) -> Option<DateTime<Utc>> {
         match self {
             Command::CreateJob { now, .. }
+            | Command::CreateJobs { now, .. }
             | Command::ReplaceJob { now, .. }
             | Command::PauseJob { now, .. }
             | Command::ResumeJob { now, .. }
@@ -166,11 +179,6 @@ impl Command {
         }
     }
 
-    /// The command with every instant from outside moved into the instant window
-    /// (`belfry_schedule::instant`): the proposer's `now` and each lease. apply() works on
-    /// this, so a clock far off (or forged) can neither overflow arithmetic nor store an instant
-    /// that does not render as RFC 3339. Claimed instants are left alone: a claim applies only
-    /// when it names the job's `next_fire_at`, which already lies in the window. Every `by` is
     /// The command as the leader takes it from another node, which forwards it for an API
     /// client: stamped with the leader's clock `now` (a node's clock is not trusted for what
     /// the leader decides). `None` for the commands only a leader proposes itself (`Fire`,
@@ -180,6 +188,7 @@ impl Command {
         match &mut command {
             Command::Fire { .. } | Command::Complete { .. } => return None,
             Command::CreateJob { now: at, .. }
+            | Command::CreateJobs { now: at, .. }
             | Command::ReplaceJob { now: at, .. }
             | Command::PauseJob { now: at, .. }
             | Command::ResumeJob { now: at, .. }
@@ -193,6 +202,11 @@ impl Command {
         Some(command)
     }
 
+    /// The command with every instant from outside moved into the instant window
+    /// (`belfry_schedule::instant`): the proposer's `now` and each lease. apply() works on
+    /// this, so a clock far off (or forged) can neither overflow arithmetic nor store an instant
+    /// that does not render as RFC 3339. Claimed instants are left alone: a claim applies only
+    /// when it names the job's `next_fire_at`, which already lies in the window. Every `by` is
     /// cut to [`MAX_ACTOR_BYTES`], so what is recorded about a writer stays small.
     pub fn clamped(self) -> Command {
         use belfry_schedule::instant::clamp_instant as c;
@@ -201,6 +215,9 @@ impl Command {
         match self {
             Command::CreateJob { spec, now, by, max_jobs } => {
                 Command::CreateJob { spec, now: c(now), by: b(by), max_jobs }
+            }
+            Command::CreateJobs { specs, now, by, max_jobs } => {
+                Command::CreateJobs { specs, now: c(now), by: b(by), max_jobs }
             }
             Command::ReplaceJob { spec, if_version, now, by } => {
                 Command::ReplaceJob { spec, if_version, now: c(now), by: b(by) }
@@ -241,6 +258,11 @@ fn bound_actor(by: Option<String>) -> Option<String> {
 /// Most keys one bulk requeue or purge may name.
 pub const MAX_SELECTED_KEYS: usize = 1000;
 
+/// Most job specs one [`Command::CreateJobs`] may carry (`POST /v1/jobs:batch`): enough that an
+/// import of thousands of jobs costs a handful of commits, few enough that validating a batch
+/// stays in the milliseconds.
+pub const MAX_BATCH_JOBS: usize = 1000;
+
 /// Which dead letters a bulk requeue or purge touches: exactly one of `keys`, `job` or
 /// `all: true`. Also the body of `POST /v1/dead-letters/requeue` and `/purge`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -275,6 +297,18 @@ mod as_json_string {
     }
 }
 
+/// One job of a batch create, as its proposer answers it: what identifies it and when it first
+/// fires, not the whole job (the client sent the spec; a batch's answer stays small).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedJob {
+    /// The job's name.
+    pub name: String,
+    /// Its uid.
+    pub uid: JobUid,
+    /// Its first instant, if its schedule has one.
+    pub next_fire_at: Option<DateTime<Utc>>,
+}
+
 /// What applying a command answers to its proposer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -283,6 +317,8 @@ pub enum Response {
     None,
     /// The job after the change.
     Job { job: Box<Job> },
+    /// The jobs a batch create made, in the batch's order.
+    Created { jobs: Vec<CreatedJob> },
     /// The job or token is gone.
     Deleted,
     /// Sends the leader must now make, one per new or redispatched fire.

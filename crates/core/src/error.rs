@@ -52,12 +52,25 @@ pub enum ApplyError {
         /// The limit.
         limit: u64,
     },
+    /// One spec of a batch create was refused, and with it the whole batch.
+    #[error("job spec {index}: {error}")]
+    Item {
+        /// The spec's position in the batch, from 0.
+        index: usize,
+        /// Why it was refused.
+        error: Box<ApplyError>,
+    },
 }
 
 impl ApplyError {
     /// An [`ApplyError::Invalid`] for `field`.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         ApplyError::Invalid { field: field.to_string(), message: message.into() }
+    }
+
+    /// This error as the refusal of the spec at `index` of a batch.
+    pub fn at(self, index: usize) -> Self {
+        ApplyError::Item { index, error: Box::new(self) }
     }
 
     /// An [`ApplyError::NotFound`] for a job.

@@ -74,6 +74,10 @@
 //! The job cap (`max_jobs`) travels in the create entry itself, so every replica refuses the
 //! same create whatever its own configuration says.
 //!
+//! A batch create ([`Command::CreateJobs`], up to [`command::MAX_BATCH_JOBS`] specs) is one
+//! entry and applies all or none: apply checks every spec, name and the cap for the whole batch
+//! against the state at its index, and a refusal names the spec at fault ([`ApplyError::Item`]).
+//!
 //! # Left out
 //!
 //! - Age-based retention runs when a command is applied ([`State::next_expiry`] tells the
@@ -92,7 +96,7 @@ pub mod protocol;
 pub mod retry;
 pub mod state;
 
-pub use command::{Assignment, Claim, Command, Completion, DeadLetterSelector, Redispatch, Response};
+pub use command::{Assignment, Claim, Command, Completion, CreatedJob, DeadLetterSelector, Redispatch, Response};
 pub use duration::HumanDuration;
 pub use error::ApplyError;
 pub use fire::{Attempt, Dispatch, Fire, FireKey, FireStatus, NodeId, ResultClass};

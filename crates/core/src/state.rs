@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use belfry_schedule::instant::{clamp_instant, saturating_add};
-use belfry_schedule::{jitter_offset, parse_duration};
+use belfry_schedule::{jitter_offset, parse_duration, Schedule};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,7 @@ use crate::error::ApplyError;
 use crate::fire::{Fire, FireKey, FireStatus};
 use crate::job::{Job, JobSpec, JobUid};
 
+mod batch;
 mod dead_letters;
 mod fires;
 mod indexes;
@@ -130,6 +131,7 @@ impl State {
         }
         let result = match command {
             Command::CreateJob { spec, now, by, max_jobs } => self.create_job(spec, now, by, max_jobs),
+            Command::CreateJobs { specs, now, by, max_jobs } => self.create_jobs(specs, now, by, max_jobs),
             Command::ReplaceJob { spec, if_version, now, by } => self.replace_job(spec, if_version, now, by),
             Command::DeleteJob { name } => self.delete_job(&name),
             Command::PauseJob { name, now, by } => self.set_paused(&name, true, now, by),
@@ -165,23 +167,26 @@ impl State {
         if let Some(limit) = max_jobs.filter(|limit| self.data.jobs.len() as u64 >= *limit) {
             return Err(ApplyError::QuotaExceeded { what: "jobs".into(), limit });
         }
-        let uid = self.data.next_uid;
-        self.data.next_uid =
-            uid.checked_add(1).ok_or_else(|| ApplyError::Conflict { message: "job uids are exhausted".into() })?;
-        let job = Job {
-            uid,
-            next_fire_at: schedule.first_at_or_after(now),
-            spec,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-            created_by: by.clone(),
-            updated_by: by,
-        };
-        self.names.insert(uid, job.spec.name.clone());
-        self.index_job(&job);
-        self.data.jobs.insert(job.spec.name.clone(), job.clone());
+        let uid = self.take_uids(1)?;
+        let job = new_job(uid, spec, &schedule, now, by);
+        self.insert_job(job.clone());
         Ok(Response::Job { job: Box::new(job) })
+    }
+
+    /// Reserves `n` consecutive job uids and returns the first; refused, changing nothing, when
+    /// fewer than that are left.
+    fn take_uids(&mut self, n: u64) -> Result<JobUid, ApplyError> {
+        let first = self.data.next_uid;
+        self.data.next_uid =
+            first.checked_add(n).ok_or_else(|| ApplyError::Conflict { message: "job uids are exhausted".into() })?;
+        Ok(first)
+    }
+
+    /// Adds a new job (its name free) with its indexes.
+    fn insert_job(&mut self, job: Job) {
+        self.names.insert(job.uid, job.spec.name.clone());
+        self.index_job(&job);
+        self.data.jobs.insert(job.spec.name.clone(), job);
     }
 
     fn replace_job(
@@ -404,6 +409,20 @@ impl State {
             best = Some(best.map_or(at, |b| b.min(at)));
         }
         best.and_then(DateTime::from_timestamp_millis)
+    }
+}
+
+/// A job as created at `now` by `by`, from a spec already validated into `schedule`.
+fn new_job(uid: JobUid, spec: JobSpec, schedule: &Schedule, now: DateTime<Utc>, by: Option<String>) -> Job {
+    Job {
+        uid,
+        next_fire_at: schedule.first_at_or_after(now),
+        spec,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        created_by: by.clone(),
+        updated_by: by,
     }
 }
 

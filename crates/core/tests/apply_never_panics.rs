@@ -3,7 +3,8 @@
 //! redispatched both as the ticker would (from `State::due`) and as a stale or forged proposal
 //! might; completions carry every outcome, any HTTP status, any `Retry-After` and any instants;
 //! clocks range over all of chrono, its extremes included; writes name writers of any length,
-//! job creates carry a job cap, and tokens are created (valid or not) and revoked.
+//! job creates (one or a batch) carry a job cap, and tokens are created (valid or not) and
+//! revoked.
 //!
 //! After every command: `State::check_indexes` holds, every stored instant lies in the instant
 //! window, and `State::due` proposes no new attempt for a deleted job. After every sequence:
@@ -288,6 +289,8 @@ fn assignment() -> impl Strategy<Value = Assignment> {
 #[derive(Debug, Clone)]
 enum Op {
     Create(JobSpec, DateTime<Utc>, Option<String>, Option<u64>),
+    /// A batch create: specs valid or not, names free, taken or repeated, under a cap or not.
+    CreateMany(Vec<JobSpec>, DateTime<Utc>, Option<String>, Option<u64>),
     Replace(JobSpec, Option<u64>, DateTime<Utc>),
     Delete(usize),
     Pause(usize, DateTime<Utc>),
@@ -328,6 +331,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (spec(), instant(), actor(), proptest::option::weighted(0.3, 0u64..3))
             .prop_map(|(s, t, by, max)| Op::Create(s, t, by, max)),
+        1 => (proptest::collection::vec(spec(), 0..4), instant(), actor(), proptest::option::weighted(0.3, 0u64..4))
+            .prop_map(|(s, t, by, max)| Op::CreateMany(s, t, by, max)),
         1 => token_op(),
         1 => text(&["abcdef123456", "zyxwvu987654", "nope"]).prop_map(Op::Revoke),
         2 => (spec(), proptest::option::of(0u64..4), instant()).prop_map(|(s, v, t)| Op::Replace(s, v, t)),
@@ -365,6 +370,7 @@ fn command(state: &State, op: Op) -> Command {
     let name = |n: usize| NAMES[n % NAMES.len()].to_string();
     match op {
         Op::Create(spec, now, by, max_jobs) => Command::CreateJob { spec, now, by, max_jobs },
+        Op::CreateMany(specs, now, by, max_jobs) => Command::CreateJobs { specs, now, by, max_jobs },
         Op::Token(id, role, name, secret_sha256, now, by) => {
             Command::CreateToken { id, role, name, secret_sha256, now, by }
         }

@@ -107,6 +107,12 @@ impl Runner {
                     writeln!(out, "dispatch {} attempt={} worker={} term={}", d.key, d.attempt, d.worker, d.term)?;
                 }
             }
+            Response::Created { jobs } => {
+                for job in jobs {
+                    let next = job.next_fire_at.map(show).unwrap_or("none".into());
+                    writeln!(out, "job {} uid={} version=1 next={next}", job.name, job.uid)?;
+                }
+            }
             Response::Triggered { key } => writeln!(out, "triggered {key}")?,
             Response::Fires { keys } if keys.is_empty() => writeln!(out, "no fires")?,
             Response::Fires { keys } => {

@@ -43,7 +43,7 @@ mod rules;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-pub use cluster_api::{check_target, refresh, track_cluster_api, ClusterApi, Endpoint};
+pub use cluster_api::{check_target, check_targets, refresh, track_cluster_api, ClusterApi, Endpoint};
 pub use resolve::PolicyResolver;
 pub use rules::{
     canonical, classify, embedded_v4, is_localhost, normal_name, parse_rules, AddressClass, TargetRule,

@@ -1,4 +1,4 @@
-//! `belfry job …`: create, list, get, update, delete, pause, resume, trigger, upcoming.
+//! `belfry job …`: create, import, list, get, update, delete, pause, resume, trigger, upcoming.
 
 use std::path::PathBuf;
 
@@ -11,11 +11,15 @@ use super::spec::{self, SpecFlags};
 use super::table::{opt, Fields, Table};
 use super::{hint_more, json, CliError, Ctx, Output, Pages};
 
+mod import;
+
 /// `belfry job` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
     /// Create a job from flags, from a JSON/YAML file (-f), or both (flags override the file).
     Create(CreateArgs),
+    /// Create many jobs from a JSON lines or YAML file, in batches of up to 1000, each all or none.
+    Import(import::ImportArgs),
     /// List jobs in name order.
     List(ListArgs),
     /// Show one job.
@@ -107,6 +111,7 @@ pub async fn run(ctx: &Ctx, command: JobCommand) -> Result<String, CliError> {
             let spec = spec::for_create(a.name.as_deref(), a.file.as_deref(), &a.spec, a.paused)?;
             show_job(ctx, &c.create_job(&spec).await?)
         }
+        JobCommand::Import(a) => import::run(ctx, a).await,
         JobCommand::List(a) => list(ctx, a).await,
         JobCommand::Get { name } => show_job(ctx, &c.get_job(&name).await?),
         JobCommand::Update(a) => {

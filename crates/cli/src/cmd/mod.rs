@@ -146,18 +146,36 @@ pub enum CliError {
     /// A local file could not be written.
     #[error("{0}")]
     Local(String),
+    /// A client error after the command had done part of its work (`job import`): `message`
+    /// says what failed and what was done before; the exit code is that of `error`.
+    #[error("{message}")]
+    After {
+        /// What the client call answered.
+        error: Box<belfry_client::Error>,
+        /// The whole story, for the error line.
+        message: String,
+    },
 }
 
 impl CliError {
     /// The process exit code (docs/CLI.md, "Exit codes").
     pub fn exit_code(&self) -> u8 {
-        use belfry_client::Error as E;
         match self {
-            CliError::Client(E::Api { .. } | E::Unexpected { .. }) => 1,
-            CliError::Client(E::InvalidEndpoint { .. }) | CliError::Usage(_) => 2,
-            CliError::Client(E::Unreachable { .. }) => 3,
+            CliError::Client(e) => client_exit_code(e),
+            CliError::After { error, .. } => client_exit_code(error),
+            CliError::Usage(_) => 2,
             CliError::Local(_) => 4,
         }
+    }
+}
+
+/// The exit code of a client error (docs/CLI.md, "Exit codes").
+fn client_exit_code(e: &belfry_client::Error) -> u8 {
+    use belfry_client::Error as E;
+    match e {
+        E::Api { .. } | E::Unexpected { .. } => 1,
+        E::InvalidEndpoint { .. } => 2,
+        E::Unreachable { .. } => 3,
     }
 }
 

@@ -219,8 +219,23 @@ pub async fn track_cluster_api(ctx: Arc<Context>, bound: SocketAddr, mut stop: w
 pub async fn check_target(ctx: &Context, url: &str) -> Result<(), ApiError> {
     let Ok(url) = reqwest::Url::parse(url) else { return Ok(()) };
     refresh(ctx, false).await;
+    refuse_new_target(ctx, &url)
+}
+
+/// [`check_target`] for the targets of a batch, with one refresh for all: the answer for each
+/// URL, in order.
+pub async fn check_targets<'a>(ctx: &Context, urls: impl IntoIterator<Item = &'a str>) -> Vec<Result<(), ApiError>> {
+    refresh(ctx, false).await;
+    let check = |url: &str| match reqwest::Url::parse(url) {
+        Ok(url) => refuse_new_target(ctx, &url),
+        Err(_) => Ok(()),
+    };
+    urls.into_iter().map(check).collect()
+}
+
+fn refuse_new_target(ctx: &Context, url: &reqwest::Url) -> Result<(), ApiError> {
     ctx.config
         .egress
-        .check_new_target(&url)
+        .check_new_target(url)
         .map_err(|refusal| ApiError::invalid("target.url", format!("refused by the egress policy: {refusal}")))
 }

@@ -67,20 +67,16 @@ pub async fn check_head(State(limits): State<HttpLimits>, req: Request, next: Ne
     next.run(req).await
 }
 
-/// Reads the whole body within `body_read` (408 `timeout` after it) and up to
-/// `max_body_bytes` (413 `too_large` beyond), then hands the request on with the body in
-/// memory.
+/// Reads the whole body within `body_read` (408 `timeout` after it) and up to the route's limit
+/// ([`HttpLimits::body_limit`]; 413 `too_large` beyond), then hands the request on with the body
+/// in memory.
 pub async fn read_body(State(limits): State<HttpLimits>, req: Request, next: Next) -> Response {
-    let too_large = || {
-        closing(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("request body over {} bytes", limits.max_body_bytes),
-        ))
-    };
+    let max = limits.body_limit(req.method(), req.uri().path());
+    let too_large =
+        || closing(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("request body over {max} bytes")));
     let (parts, body) = req.into_parts();
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let cutoff = limits.max_body_bytes.saturating_add(DRAIN_BYTES) as u64;
+    let cutoff = max.saturating_add(DRAIN_BYTES) as u64;
     if declared.is_some_and(|n| n > cutoff) {
         return too_large();
     }
@@ -90,7 +86,7 @@ pub async fn read_body(State(limits): State<HttpLimits>, req: Request, next: Nex
         closing(ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", message))
     };
     let mut body = body;
-    let collected = match tokio::time::timeout_at(deadline, read_up_to(&mut body, limits.max_body_bytes)).await {
+    let collected = match tokio::time::timeout_at(deadline, read_up_to(&mut body, max)).await {
         Err(_) => return timed_out(),
         Ok(Ok(Some(collected))) => collected,
         Ok(Ok(None)) => {

@@ -15,6 +15,10 @@ use super::error::ApiError;
 use super::extract::{Body, Param, Query};
 use super::Api;
 
+mod batch;
+
+pub use batch::create_many;
+
 /// Most items one page holds; a larger `limit` (up to [`MAX_LIMIT`]) is served as this. Jobs
 /// are up to 96 KiB each, so a page of them is also cut by [`MAX_PAGE_BYTES`].
 pub const MAX_PAGE: usize = 500;

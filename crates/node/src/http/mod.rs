@@ -47,8 +47,12 @@ pub use tokens::random_token;
 
 use crate::context::Context;
 
-/// Largest request body accepted (413 beyond).
+/// Largest request body accepted (413 beyond), but on [`BATCH_PATH`].
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// The batch create route, the one route with a larger body limit
+/// ([`belfry_core::api::MAX_BATCH_BYTES`]).
+pub const BATCH_PATH: &str = "/v1/jobs:batch";
 
 /// What handlers share.
 pub type Api = Arc<Context>;
@@ -65,8 +69,18 @@ pub struct Route {
 }
 
 macro_rules! route {
-    ($method:ident $path:literal, $access:expr, $handler:path) => {
+    ($method:ident $path:expr, $access:expr, $handler:path) => {
         Route { method: Method::$method, path: $path, access: $access, handler: || on(MethodFilter::$method, $handler) }
+    };
+    // A route whose bodies may be larger than [`MAX_REQUEST_BYTES`]; the edge reads them up to
+    // the same size ([`HttpLimits::body_limit`]).
+    ($method:ident $path:expr, $access:expr, $handler:path, body: $limit:expr) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            access: $access,
+            handler: || on(MethodFilter::$method, $handler).layer(DefaultBodyLimit::max($limit)),
+        }
     };
 }
 
@@ -81,6 +95,7 @@ const ADMIN: Access = Access::Least(Role::Admin);
 /// admins also manage tokens.
 pub static ROUTES: &[Route] = &[
     route!(POST "/v1/jobs", EDITOR, jobs::create),
+    route!(POST BATCH_PATH, EDITOR, jobs::create_many, body: belfry_core::api::MAX_BATCH_BYTES),
     route!(GET "/v1/jobs", VIEWER, jobs::list),
     route!(GET "/v1/jobs/{name}", VIEWER, jobs::get),
     route!(PUT "/v1/jobs/{name}", EDITOR, jobs::replace),

@@ -56,7 +56,8 @@ pub struct HttpLimits {
     /// one write; 10 s covers a slow mobile link and keeps a slot held by a silent client short.
     pub header_read: Duration,
     /// Time to receive the whole request body after the head. Default 30 s: 256 KiB in 30 s
-    /// is under 9 KiB/s, slower than any client that means it.
+    /// is under 9 KiB/s, slower than any client that means it (a 16 MiB batch create, about
+    /// 550 KiB/s).
     pub body_read: Duration,
     /// Time a response write may make no progress. Default 30 s, as for the body.
     pub write_stall: Duration,
@@ -74,6 +75,9 @@ pub struct HttpLimits {
     /// Largest request body (413 beyond). Default [`super::MAX_REQUEST_BYTES`] (256 KiB): a
     /// job spec holds at most a 64 KiB target body.
     pub max_body_bytes: usize,
+    /// Largest body of a batch create (`POST` [`super::BATCH_PATH`]). Default
+    /// [`belfry_core::api::MAX_BATCH_BYTES`] (16 MiB): 1000 specs of 16 KiB.
+    pub max_batch_body_bytes: usize,
 }
 
 impl Default for HttpLimits {
@@ -87,6 +91,7 @@ impl Default for HttpLimits {
             max_headers: 100,
             max_header_bytes: 32 * 1024,
             max_body_bytes: super::MAX_REQUEST_BYTES,
+            max_batch_body_bytes: belfry_core::api::MAX_BATCH_BYTES,
         }
     }
 }
@@ -100,6 +105,16 @@ impl HttpLimits {
     pub fn hyper_head_bytes(&self) -> usize {
         let framing = self.hyper_max_headers().saturating_mul(4);
         self.max_uri_bytes.saturating_add(self.max_header_bytes).saturating_mul(2).saturating_add(framing + 4096)
+    }
+
+    /// The body limit of a request to `method` `path`: the batch route's own, or the general one.
+    /// By the raw path, as the router matches it.
+    pub fn body_limit(&self, method: &axum::http::Method, path: &str) -> usize {
+        if method == axum::http::Method::POST && path == super::BATCH_PATH {
+            self.max_batch_body_bytes
+        } else {
+            self.max_body_bytes
+        }
     }
 
     /// hyper's limit on header fields: four times belfry's, for the same reason (a field

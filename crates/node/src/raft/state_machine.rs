@@ -86,6 +86,7 @@ pub fn apply_guarded(index: u64, kind: &str, apply: impl FnOnce() -> Response) -
 fn kind(command: &Command) -> &'static str {
     match command {
         Command::CreateJob { .. } => "create_job",
+        Command::CreateJobs { .. } => "create_jobs",
         Command::ReplaceJob { .. } => "replace_job",
         Command::DeleteJob { .. } => "delete_job",
         Command::PauseJob { .. } => "pause_job",
