@@ -1,7 +1,7 @@
 //! Batch create (`POST /v1/jobs:batch`) and `belfry job import` on a 3-node process cluster:
 //! a batch commits whole through a follower and every node then serves every job; a refused
-//! batch creates nothing and names each spec at fault by index; the route's body limit is its
-//! own; and the CLI imports JSON lines and YAML files in batches, stopping at the first refused
+//! batch creates nothing and names each spec at fault by index; a batch must fit under the job
+//! cap whole; the route's body limit is its own; and the CLI imports JSON lines and YAML files in batches, stopping at the first refused
 //! one with the line it failed at.
 
 use std::collections::BTreeSet;
@@ -115,6 +115,21 @@ async fn a_batch_commits_whole_through_a_follower_or_not_at_all() -> anyhow::Res
     }
     let (status, code, _, _) = refusal(via.create_jobs(&huge).await);
     assert_eq!((status, code.as_str()), (413, "too_large"), "an 18 MiB batch is not");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_must_fit_under_the_job_cap_whole() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(1, &["--max-jobs", "5"])?;
+    cluster.wait_for_leader(&[1], SETTLE).await?;
+    let via = client(&cluster, 1)?;
+    assert_eq!(via.create_jobs(&specs("first", 2)).await?.created, 2);
+    // Room for 3 more: the fourth spec (index 3) is the first past the cap, and none is created.
+    let (status, code, field, errors) = refusal(via.create_jobs(&specs("second", 4)).await);
+    assert_eq!((status, code.as_str(), field.as_deref()), (409, "quota_exceeded", Some("jobs[3]")));
+    assert_eq!(errors.iter().map(|e| (e.index, e.code.as_str())).collect::<Vec<_>>(), [(3, "quota_exceeded")]);
+    assert_eq!(names_on(&cluster, 1).await?.len(), 2);
+    assert_eq!(via.create_jobs(&specs("second", 3)).await?.created, 3);
     Ok(())
 }
 

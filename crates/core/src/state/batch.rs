@@ -179,6 +179,13 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_batch_is_taken_and_restamped_with_the_leaders_clock() {
+        let later = now() + chrono::TimeDelta::hours(1);
+        let forwarded = batch(specs(&["a"]), Some(3)).forwarded(later);
+        assert!(matches!(forwarded, Some(Command::CreateJobs { now, max_jobs: Some(3), .. }) if now == later));
+    }
+
+    #[test]
     fn a_batch_needing_more_uids_than_are_left_changes_nothing() {
         let data = Data { next_uid: u64::MAX - 1, ..State::default().data().clone() };
         let mut state = State::from_data(data);
