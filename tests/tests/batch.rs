@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use belfry_client::{Client, Error};
-use belfry_core::api::{ItemError, TokenRequest};
+use belfry_core::api::{ErrorBody, ItemError, TokenRequest};
 use belfry_core::{JobSpec, Role};
 use belfry_tests::{wait_for, Cluster, TOKEN};
 use serde_json::json;
@@ -81,6 +81,18 @@ async fn a_batch_commits_whole_through_a_follower_or_not_at_all() -> anyhow::Res
     assert_eq!((errors[0].index, errors[0].code.as_str()), (7, "invalid"));
     assert_eq!(errors[0].field.as_deref(), Some("schedule.cron"));
     assert!(errors[0].message.contains("minute 61 out of range 0-59"), "{errors:?}");
+
+    // A spec of the wrong shape is refused by its index too, with the field inside it.
+    let shapeless = json!({"jobs": [spec("shape-a"), {
+        "name": "shape-b", "schedule": {"every": "1m"}, "target": {"url": "http://127.0.0.1:9/x"},
+        "retry": {"max_attempts": "three"}
+    }]});
+    let r = cluster.http.post(format!("{}/v1/jobs:batch", cluster.url(follower))).json(&shapeless).send().await?;
+    assert_eq!(r.status(), 400);
+    let body: ErrorBody = r.json().await?;
+    assert_eq!(body.error.field.as_deref(), Some("jobs[1].retry.max_attempts"), "{body:?}");
+    let got: Vec<(usize, Option<&str>)> = body.errors.iter().map(|e| (e.index, e.field.as_deref())).collect();
+    assert_eq!(got, [(1, Some("retry.max_attempts"))]);
 
     // A name in use (index 3) and a name given twice (index 5 repeats index 1): each named.
     let mut clash = specs("clash", 6);

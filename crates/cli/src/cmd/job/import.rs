@@ -304,6 +304,7 @@ impl Progress {
             if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} specs, {elapsed}") {
                 bar.set_style(style);
             }
+            bar.tick();
             Progress::Bar(bar)
         } else {
             Progress::Lines { total }
