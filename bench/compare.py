@@ -28,6 +28,7 @@ import uvloop
 
 import memory
 import procs
+import profile
 import report
 import sink
 from belfry_cluster import make_certs
@@ -66,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--capacity-seconds", type=float, default=5, help="receiver capacity check (0 skips)")
     p.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     p.add_argument("--keep", action="store_true", help="keep the temp dirs (node data and logs)")
+    p.add_argument(
+        "--profile", action="store_true", help="perf flame graphs of each belfry node over the window (bench/profile.py)"
+    )
     args = p.parse_args(argv)
     if args.seconds < 1 or args.warmup < 0 or args.drain < 0:
         p.error("--seconds must be positive, --warmup and --drain not negative")
@@ -203,7 +207,12 @@ def main() -> None:
         aps_loop=args.apscheduler_loop,
         aps_connections=args.apscheduler_connections,
         keep=args.keep,
+        profile_dir=args.out_dir if args.profile else "",
     )
+    if args.profile:
+        missing = profile.available()
+        if missing:
+            sys.exit(f"--profile: {missing}")
     try:
         if args.memory or args.only != "apscheduler":
             make_certs(cfg.binary, cfg.certs_dir)

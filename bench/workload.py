@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import procs
+import profile
 from belfry_cluster import BelfryCluster, client_session, create_jobs, job_spec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,6 +55,8 @@ class Config:
     aps_loop: str = "uvloop"
     aps_connections: int = 100
     keep: bool = False
+    # Where ``--profile`` writes each node's flame graph; empty: no profile.
+    profile_dir: str = ""
     # Creates/s to plan with: updated from each belfry run of the invocation.
     create_rate: float = 300.0
     notes: list = field(default_factory=list)
@@ -71,7 +74,7 @@ async def sleep_until(ms: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def measure(pids: dict, receiver, session, t0: int, end: int, drain: int) -> dict:
+async def measure(pids: dict, receiver, session, t0: int, end: int, drain: int, recorder=None) -> dict:
     """Sample CPU and RSS of ``pids`` over the window, wait the drain, read the receiver.
 
     Also the CPU the rest of the machine used in the window (every process but ``pids`` and
@@ -84,7 +87,11 @@ async def measure(pids: dict, receiver, session, t0: int, end: int, drain: int) 
     busy0 = procs.machine_busy_seconds()
     sampler = procs.RssSampler(pids)
     sampler.start()
+    if recorder:
+        recorder.start()
     await sleep_until(end)
+    if recorder:
+        recorder.stop()
     cpu1 = procs.cpu_total(pids.values())
     each1 = {k: procs.cpu_total([p]) for k, p in pids.items()}
     recv1 = procs.cpu_total([receiver.proc.pid])
@@ -190,10 +197,20 @@ async def run_belfry(cfg: Config, load: Load, receiver, session) -> dict:
                 notes.append(f"jobs created {late / 1000:.1f} s after the first fire (warm-up shortened)")
             if time.time() * 1000 > t0:
                 notes.append("INVALID: jobs still being created when the window began")
-        measured = await measure(cluster.pids, receiver, session, t0, end, cfg.drain)
+        recorder = None
+        if cfg.profile_dir:
+            leader = f"n{cluster.leader}"
+            names = {f"{k}{'-leader' if k == leader else ''}": pid for k, pid in cluster.pids.items()}
+            label = f"{load.shape}-{load.jobs}"
+            recorder = profile.Recorder(names, cfg.profile_dir, f"profile-{label}")
+        measured = await measure(cluster.pids, receiver, session, t0, end, cfg.drain, recorder)
         due = load.jobs * cfg.seconds
         row = finish("belfry", load, measured, t0, end, due, notes)
         row["leader"] = cluster.leader
+        if recorder:
+            # Drawn after the run: folding the samples costs CPU too.
+            row["profiles"] = recorder.write()
+            notes.append("profiled with perf: CPU figures include its sampling")
         return row
     finally:
         cluster.stop()

@@ -1,10 +1,10 @@
 //! The distributed half of the fire protocol as pure decisions (docs/DESIGN.md, "The fire
-//! protocol": the steps dispatch, admit, complete and settle).
+//! protocol": the steps dispatch, admit, hold, complete and settle).
 //!
 //! Time, membership, health, replies and ledger answers are parameters; nothing here sends,
 //! waits or reads a clock. The node crate's dispatcher and worker gather the inputs, call these
 //! functions and carry out what they return, so every decision the exactly-once argument rests
-//! on is tested here (unit tests below, golden scripts in `tests/scripts/protocol`).
+//! on is tested here (unit tests below, golden scripts in `tests/protocol-scripts`).
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -332,8 +332,8 @@ pub fn admit(view: &AdmitView<'_>) -> Admission {
     }
 }
 
-/// Whether a send may start at `now` under `lease_until` (checked before and after the
-/// ledger's fsync, by the worker's clock).
+/// Whether a send may start at `now` under `lease_until`, by the worker's clock (through
+/// [`release`]: at admission, and again when the send is about to start).
 pub fn may_start(now: DateTime<Utc>, lease_until: DateTime<Utc>) -> bool {
     now <= lease_until
 }
@@ -367,6 +367,19 @@ pub fn release(now: DateTime<Utc>, send_at: Option<DateTime<Utc>>, lease_until: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_send_starts_at_its_instant_and_never_after_its_lease() {
+        let t = |ms: i64| DateTime::<Utc>::from_timestamp_millis(1_767_225_600_000 + ms).expect("an instant");
+        let (at, lease) = (Some(t(1000)), t(6000));
+        assert_eq!(release(t(0), at, lease), Release::Hold(t(1000)));
+        assert_eq!(release(t(999), at, lease), Release::Hold(t(1000)));
+        assert_eq!(release(t(1000), at, lease), Release::Start);
+        assert_eq!(release(t(6000), at, lease), Release::Start);
+        assert_eq!(release(t(6001), at, lease), Release::Expired);
+        assert_eq!(release(t(0), None, lease), Release::Start, "nothing to wait for");
+        assert_eq!(release(t(6001), None, lease), Release::Expired);
+    }
 
     #[test]
     fn every_refusal_has_a_name_that_reads_back() {
