@@ -461,7 +461,7 @@ fn check(state: &State, after: &Command) -> Result<(), TestCaseError> {
     }
     for f in data.fires.values() {
         let attempts = f.attempts.iter().flat_map(|a| [a.started_at, a.finished_at]);
-        let optional = [f.lease_until, f.next_attempt_at, f.finished_at].into_iter().flatten();
+        let optional = [f.lease_until, f.send_at, f.next_attempt_at, f.finished_at].into_iter().flatten();
         for t in [f.scheduled_at, f.claimed_at, f.budget_since].into_iter().chain(optional).chain(attempts) {
             prop_assert!(in_window(t), "fire {} keeps {t}", f.key);
         }

@@ -302,7 +302,8 @@ fn dispatch_fire(fire: &mut Fire, attempt: u32, assign: Assignment, now: DateTim
     }
     let wait = fire.send_at.map(|at| at.signed_duration_since(now)).filter(|w| *w > chrono::TimeDelta::zero());
     let lease_until = match wait {
-        Some(wait) => assign.lease_until.checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        // Clamped to the instant window, like every instant the state keeps.
+        Some(wait) => belfry_schedule::instant::saturating_add(assign.lease_until, wait),
         None => assign.lease_until,
     };
     fire.status = FireStatus::Dispatched;
