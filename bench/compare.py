@@ -4,7 +4,7 @@ Run through ``bench/compare`` (which builds belfry and makes the virtualenv). Tw
 
 - the sweep (default): for each load, a fresh belfry cluster and then a fresh APScheduler
   process (never both at once) fire K jobs every second into one recording receiver; the
-  figures go to ``bench/results/<date>-<sha>.md`` and ``.svg``.
+  figures go to ``bench/results/<date>-<HHMM>-<sha>.md`` and ``.svg``.
 - ``--memory N``: N idle jobs; RSS per node and per job, and creates/s.
 
 Every process it starts is stopped when it ends, on error and on Ctrl-C; all traffic stays
@@ -99,6 +99,7 @@ def base_meta(args) -> dict:
     """What every result file says about the run."""
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "time": datetime.now(timezone.utc).strftime("%H%M"),
         "commit": git_sha(),
         "code_commit": code_sha(),
         "command": "bench/compare " + " ".join(sys.argv[1:]),
@@ -116,9 +117,9 @@ def base_meta(args) -> dict:
 
 
 def out_path(args, meta: dict, suffix: str) -> str:
-    """``bench/results/<date>-<sha><suffix>``."""
+    """``bench/results/<date>-<HHMM>-<sha><suffix>``: two runs at one commit keep both files."""
     os.makedirs(args.out_dir, exist_ok=True)
-    return os.path.join(args.out_dir, f"{meta['date']}-{meta['commit']}{suffix}")
+    return os.path.join(args.out_dir, f"{meta['date']}-{meta['time']}-{meta['commit']}{suffix}")
 
 
 async def sweep(args, cfg: Config) -> None:

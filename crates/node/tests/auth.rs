@@ -81,6 +81,7 @@ async fn error_of(r: reqwest::Response) -> (StatusCode, ErrorBody) {
 /// (`/metrics` only while `--metrics-auth` is off).
 const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     ("POST", "/v1/jobs", Some(Role::Editor)),
+    ("POST", "/v1/jobs:batch", Some(Role::Editor)),
     ("GET", "/v1/jobs", Some(Role::Viewer)),
     ("GET", "/v1/jobs/{name}", Some(Role::Viewer)),
     ("PUT", "/v1/jobs/{name}", Some(Role::Editor)),
