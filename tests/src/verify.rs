@@ -82,11 +82,15 @@ pub struct Rules {
     /// How far around an operation's span its effect may reach (a fire claimed just before a
     /// pause still arrives just after it), ms.
     pub slack_ms: i64,
+    /// The nodes' `--claim-ahead-ms`: a fire claimed that far ahead of its instant is in
+    /// flight, so a delete acknowledged before the instant still lets it arrive ("in-flight
+    /// fires finish", docs/DESIGN.md "Claiming ahead").
+    pub claim_ahead_ms: i64,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { slack_ms: 2000 }
+        Rules { slack_ms: 2000, claim_ahead_ms: 1000 }
     }
 }
 
@@ -173,7 +177,7 @@ impl JobRecord {
             Due::Required
         };
         if let Some(d) = self.deleted {
-            if t > d.acked_ms {
+            if t > d.acked_ms + rules.claim_ahead_ms {
                 due = Due::Forbidden;
             } else if t >= d.sent_ms - s && due == Due::Required {
                 due = Due::Optional;
@@ -392,7 +396,18 @@ mod tests {
         let v = verify(std::slice::from_ref(&a), &d, S, S + 10_000, &Rules::default());
         assert_eq!(v.expected, 4, "S..=S+3000 were due well before the delete");
         assert!(v.passes(false), "{v:?}");
-        let late = got(&a, S + 6000, 5);
+        // S+6000 may have been claimed ahead before the delete (1 s window): it may arrive.
+        let claimed_ahead = got(&a, S + 6000, 5);
+        let v = verify(
+            std::slice::from_ref(&a),
+            &[d.clone(), vec![claimed_ahead]].concat(),
+            S,
+            S + 10_000,
+            &Rules::default(),
+        );
+        assert!(v.unexpected.is_empty(), "{:?}", v.unexpected);
+        // S+7000 fell due past the delete and the claim-ahead window: it may not.
+        let late = got(&a, S + 7000, 5);
         let v = verify(&[a], &[d, vec![late]].concat(), S, S + 10_000, &Rules::default());
         assert_eq!(v.unexpected.len(), 1);
     }
