@@ -74,16 +74,22 @@ impl Ledger {
     /// Durably records `record` (fsynced before returning; the fsync is shared with every
     /// write that waits for one at the same time).
     pub async fn put(&self, key: &str, attempt: u32, record: &Record) -> Result<(), sled::Error> {
-        self.put_many(&[(key, attempt, record.clone())]).await
+        self.insert(key, attempt, record)?;
+        self.flusher.flush().await
     }
 
     /// Durably records every `(key, attempt, record)` with one fsync.
     pub async fn put_many(&self, records: &[(&str, u32, Record)]) -> Result<(), sled::Error> {
         for (key, attempt, record) in records {
-            let bytes = serde_json::to_vec(record).expect("ledger records serialize");
-            self.tree.insert(id(key, *attempt), bytes)?;
+            self.insert(key, *attempt, record)?;
         }
         self.flusher.flush().await
+    }
+
+    fn insert(&self, key: &str, attempt: u32, record: &Record) -> Result<(), sled::Error> {
+        let bytes = serde_json::to_vec(record).expect("ledger records serialize");
+        self.tree.insert(id(key, attempt), bytes)?;
+        Ok(())
     }
 }
 
