@@ -39,11 +39,11 @@ pub const MAX_CATCH_UP: usize = 10_000;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Data {
     /// Live jobs by name.
-    pub jobs: BTreeMap<String, Job>,
+    pub jobs: BTreeMap<String, Box<Job>>,
     /// Deleted jobs that still have unfinished fires, by uid: their fires still need the target.
-    pub retired: BTreeMap<JobUid, Job>,
+    pub retired: BTreeMap<JobUid, Box<Job>>,
     /// Every fire kept, by sequence number (claim order).
-    pub fires: BTreeMap<u64, Fire>,
+    pub fires: BTreeMap<u64, Box<Fire>>,
     /// The next job uid to assign.
     pub next_uid: JobUid,
     /// The next fire sequence number to assign.
@@ -96,10 +96,9 @@ impl State {
             expiry: BTreeSet::new(),
             expiry_of: HashMap::new(),
         };
-        let jobs: Vec<Job> = state.data.jobs.values().cloned().collect();
-        for job in &jobs {
+        for job in state.data.jobs.values() {
             state.names.insert(job.uid, job.spec.name.clone());
-            state.index_job(job);
+            state.due.extend(due_key(job));
         }
         for (seq, f) in &state.data.fires {
             state.keys.insert(f.key.clone(), *seq);
@@ -186,7 +185,7 @@ impl State {
     fn insert_job(&mut self, job: Job) {
         self.names.insert(job.uid, job.spec.name.clone());
         self.index_job(&job);
-        self.data.jobs.insert(job.spec.name.clone(), job);
+        self.data.jobs.insert(job.spec.name.clone(), Box::new(job));
     }
 
     fn replace_job(
@@ -196,25 +195,27 @@ impl State {
         now: DateTime<Utc>,
         by: Option<String>,
     ) -> Result<Response, ApplyError> {
-        let old = self.data.jobs.get(&spec.name).ok_or_else(|| ApplyError::job_not_found(&spec.name))?.clone();
+        let old = self.data.jobs.get(&spec.name).ok_or_else(|| ApplyError::job_not_found(&spec.name))?;
         if let Some(expected) = if_version.filter(|v| *v != old.version) {
             return Err(ApplyError::VersionMismatch { expected, current: old.version });
         }
         let schedule = crate::job::JobSpec::validate(&spec, old.created_at)?;
-        let mut job = old.clone();
-        if spec.schedule != old.spec.schedule {
+        let retention_changed = spec.history != old.spec.history;
+        let schedule_changed = spec.schedule != old.spec.schedule;
+        let mut job = Job { spec, ..Job::clone(old) };
+        if schedule_changed {
             job.next_fire_at = schedule.first_at_or_after(now);
         }
-        let retention_changed = spec.history != old.spec.history;
-        job.spec = spec;
         job.version = job.version.saturating_add(1);
         job.updated_at = now;
         job.updated_by = by;
-        self.store_job(&old, job.clone());
+        let uid = job.uid;
+        let response = Response::Job { job: Box::new(job.clone()) };
+        self.store_job(job);
         if retention_changed {
-            self.retention_changed(job.uid, now);
+            self.retention_changed(uid, now);
         }
-        Ok(Response::Job { job: Box::new(job) })
+        Ok(response)
     }
 
     /// Deletes a job. Its queued and retry-waiting fires are cancelled and, like its finished
@@ -250,14 +251,13 @@ impl State {
         now: DateTime<Utc>,
         by: Option<String>,
     ) -> Result<Response, ApplyError> {
-        let old = self.data.jobs.get(name).ok_or_else(|| ApplyError::job_not_found(name))?.clone();
-        let mut job = old.clone();
+        let mut job = Job::clone(self.data.jobs.get(name).ok_or_else(|| ApplyError::job_not_found(name))?);
         if job.spec.paused != paused {
             job.spec.paused = paused;
             job.version = job.version.saturating_add(1);
             job.updated_at = now;
             job.updated_by = by;
-            self.store_job(&old, job.clone());
+            self.store_job(job.clone());
         }
         Ok(Response::Job { job: Box::new(job) })
     }
@@ -274,28 +274,47 @@ impl State {
         if self.keys.contains_key(&key) {
             return Err(ApplyError::Conflict { message: format!("execution {key} exists already") });
         }
-        let mut fire = new_fire(key.clone(), job, now, now, true);
+        let mut fire = new_fire(key.clone(), job.uid, job.spec.name.clone(), now, now, true);
         fire.triggered_by = by;
         self.insert_fire(fire);
         Ok(Response::Triggered { key })
     }
 
-    /// Replaces `old` by `job`, keeping the due index in step.
-    fn store_job(&mut self, old: &Job, job: Job) {
-        self.unindex_job(old);
+    /// Replaces the live job of `job`'s name by `job`, keeping the due index in step.
+    fn store_job(&mut self, job: Job) {
+        if let Some(old) = self.data.jobs.get(&job.spec.name).and_then(|old| due_key(old)) {
+            self.due.remove(&old);
+        }
         self.index_job(&job);
-        self.data.jobs.insert(job.spec.name.clone(), job);
+        match self.data.jobs.get_mut(&job.spec.name) {
+            Some(slot) => **slot = job,
+            None => {
+                self.data.jobs.insert(job.spec.name.clone(), Box::new(job));
+            }
+        }
+    }
+
+    /// Sets a live job's `next_fire_at` in place, keeping the due index in step.
+    fn set_next_fire(&mut self, uid: JobUid, next: Option<DateTime<Utc>>) {
+        let Some(job) = self.names.get(&uid).and_then(|name| self.data.jobs.get_mut(name)) else { return };
+        if let Some(key) = due_key(job) {
+            self.due.remove(&key);
+        }
+        job.next_fire_at = next;
+        if let Some(key) = due_key(job) {
+            self.due.insert(key);
+        }
     }
 
     fn index_job(&mut self, job: &Job) {
-        if let Some(due) = due_at(job) {
-            self.due.insert((due.timestamp_millis(), job.uid));
+        if let Some(key) = due_key(job) {
+            self.due.insert(key);
         }
     }
 
     fn unindex_job(&mut self, job: &Job) {
-        if let Some(due) = due_at(job) {
-            self.due.remove(&(due.timestamp_millis(), job.uid));
+        if let Some(key) = due_key(job) {
+            self.due.remove(&key);
         }
     }
 
@@ -303,7 +322,7 @@ impl State {
 
     /// A live job by name.
     pub fn job(&self, name: &str) -> Option<&Job> {
-        self.data.jobs.get(name)
+        self.data.jobs.get(name).map(|j| &**j)
     }
 
     /// Whether `uid` is a live (not deleted) job.
@@ -314,8 +333,8 @@ impl State {
     /// A live or retired job by uid.
     pub fn job_by_uid(&self, uid: JobUid) -> Option<&Job> {
         match self.names.get(&uid) {
-            Some(name) => self.data.jobs.get(name),
-            None => self.data.retired.get(&uid),
+            Some(name) => self.data.jobs.get(name).map(|j| &**j),
+            None => self.data.retired.get(&uid).map(|j| &**j),
         }
     }
 
@@ -326,7 +345,7 @@ impl State {
             Some(a) => Bound::Excluded(a.to_string()),
             None => Bound::Unbounded,
         };
-        self.data.jobs.range((start, Bound::Unbounded)).map(|(_, j)| j)
+        self.data.jobs.range((start, Bound::Unbounded)).map(|(_, j)| &**j)
     }
 
     /// Number of live jobs.
@@ -336,7 +355,7 @@ impl State {
 
     /// A fire by key.
     pub fn fire_by_key(&self, key: &FireKey) -> Option<&Fire> {
-        self.keys.get(key).and_then(|seq| self.data.fires.get(seq))
+        self.keys.get(key).and_then(|seq| self.data.fires.get(seq)).map(|f| &**f)
     }
 
     /// Fires newest first, optionally with one status, with `seq` below `before`.
@@ -348,20 +367,25 @@ impl State {
         let before = before.unwrap_or(u64::MAX);
         match status {
             Some(st) => Box::new(
-                self.by_status.range((st, 0)..(st, before)).rev().filter_map(move |(_, seq)| self.data.fires.get(seq)),
+                self.by_status
+                    .range((st, 0)..(st, before))
+                    .rev()
+                    .filter_map(move |(_, seq)| self.data.fires.get(seq).map(|f| &**f)),
             ),
-            None => Box::new(self.data.fires.range(..before).rev().map(|(_, f)| f)),
+            None => Box::new(self.data.fires.range(..before).rev().map(|(_, f)| &**f)),
         }
     }
 
     /// A job's fires, oldest first.
     pub fn job_fires(&self, uid: JobUid) -> impl DoubleEndedIterator<Item = &Fire> + '_ {
-        self.history.get(&uid).into_iter().flatten().filter_map(move |seq| self.data.fires.get(seq))
+        self.history.get(&uid).into_iter().flatten().filter_map(move |seq| self.data.fires.get(seq).map(|f| &**f))
     }
 
     /// Fires with a given status, oldest first.
     pub fn fires_with_status(&self, status: FireStatus) -> impl Iterator<Item = &Fire> + '_ {
-        self.by_status.range((status, 0)..=(status, u64::MAX)).filter_map(move |(_, seq)| self.data.fires.get(seq))
+        self.by_status
+            .range((status, 0)..=(status, u64::MAX))
+            .filter_map(move |(_, seq)| self.data.fires.get(seq).map(|f| &**f))
     }
 
     /// Number of fires with a given status.
@@ -380,7 +404,10 @@ impl State {
 
     pub(crate) fn due_retries(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Fire> + '_ {
         let now = now.timestamp_millis();
-        self.retries.iter().take_while(move |(at, _)| *at <= now).filter_map(move |(_, seq)| self.data.fires.get(seq))
+        self.retries
+            .iter()
+            .take_while(move |(at, _)| *at <= now)
+            .filter_map(move |(_, seq)| self.data.fires.get(seq).map(|f| &**f))
     }
 
     /// The earliest instant at which a job or a retry falls due, for the ticker's sleep.
@@ -424,6 +451,11 @@ fn new_job(uid: JobUid, spec: JobSpec, schedule: &Schedule, now: DateTime<Utc>, 
         created_by: by.clone(),
         updated_by: by,
     }
+}
+
+/// The job's entry in the due index.
+fn due_key(job: &Job) -> Option<(i64, JobUid)> {
+    due_at(job).map(|due| (due.timestamp_millis(), job.uid))
 }
 
 /// When a job's next fire is due: its instant plus the key's jitter, saturating at the end of

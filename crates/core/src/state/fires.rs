@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{due_at, State, MAX_CATCH_UP};
 use crate::command::{Assignment, Claim, Completion, Redispatch, Response};
 use crate::fire::{Dispatch, Fire, FireKey, FireStatus, ResultClass};
-use crate::job::{Job, MisfireAction, OverlapPolicy};
+use crate::job::{JobUid, MisfireAction, OverlapPolicy};
 use crate::retry::{self, RetryDecision};
 
 impl State {
@@ -26,27 +26,25 @@ impl State {
     /// or stale proposal harmless even after old keys are pruned.
     fn claim(&mut self, now: DateTime<Utc>, claim: Claim) -> Option<Dispatch> {
         let name = self.names.get(&claim.job_uid)?;
-        let old = self.data.jobs.get(name)?.clone();
-        if old.spec.paused || old.next_fire_at != Some(claim.scheduled_at) {
+        let job = self.data.jobs.get(name)?;
+        if job.spec.paused || job.next_fire_at != Some(claim.scheduled_at) {
             return None;
         }
-        let mut job = old.clone();
-        let Ok(schedule) = old.schedule() else {
+        let (uid, misfire, overlap) = (job.uid, job.spec.misfire, job.spec.overlap);
+        let due = due_at(job).unwrap_or(claim.scheduled_at);
+        let name = job.spec.name.clone();
+        let Ok(schedule) = job.schedule() else {
             // A spec stored by an older, laxer build that today's bounds refuse cannot be
             // evaluated: the job stops being due rather than being proposed on every tick.
-            job.next_fire_at = None;
-            self.store_job(&old, job);
+            self.set_next_fire(uid, None);
             return None;
         };
-        let key = FireKey::scheduled(job.uid, claim.scheduled_at);
+        let key = FireKey::scheduled(uid, claim.scheduled_at);
         if self.keys.contains_key(&key) {
-            job.next_fire_at = schedule.next_after(claim.scheduled_at);
-            self.store_job(&old, job);
+            self.set_next_fire(uid, schedule.next_after(claim.scheduled_at));
             return None;
         }
 
-        let due = due_at(&old).unwrap_or(claim.scheduled_at);
-        let misfire = old.spec.misfire;
         // Both instants lie in chrono's range, so their difference is a valid TimeDelta.
         let late = now.signed_duration_since(due);
         let (scheduled_at, note) = if late > misfire.grace.chrono() {
@@ -75,9 +73,8 @@ impl State {
                     )),
                 ),
                 MisfireAction::Skip => {
-                    job.next_fire_at = schedule.next_after(last);
-                    self.store_job(&old, job.clone());
-                    let mut fire = new_fire(key, &job, claim.scheduled_at, now, false);
+                    self.set_next_fire(uid, schedule.next_after(last));
+                    let mut fire = new_fire(key, uid, name, claim.scheduled_at, now, false);
                     fire.note = Some(format!(
                         "misfire: {missed}{plus} missed fires from {} to {} skipped (skip)",
                         claim.scheduled_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -92,20 +89,19 @@ impl State {
             (claim.scheduled_at, None)
         };
 
-        job.next_fire_at = schedule.next_after(scheduled_at);
-        self.store_job(&old, job.clone());
-        let key = FireKey::scheduled(job.uid, scheduled_at);
+        self.set_next_fire(uid, schedule.next_after(scheduled_at));
+        let key = FireKey::scheduled(uid, scheduled_at);
         if self.keys.contains_key(&key) {
             // Coalesced onto an instant claimed before (a schedule replaced under a clock that
             // went back): that fire exists, and one key is one fire.
             return None;
         }
-        let mut fire = new_fire(key, &job, scheduled_at, now, false);
+        let mut fire = new_fire(key, uid, name, scheduled_at, now, false);
         fire.note = note;
 
-        let running = self.job_fires(job.uid).any(|f| f.status.is_in_flight());
-        let buffered = self.job_fires(job.uid).any(|f| f.status == FireStatus::Queued);
-        let overlap_note = match job.spec.overlap {
+        let running = self.job_fires(uid).any(|f| f.status.is_in_flight());
+        let buffered = self.job_fires(uid).any(|f| f.status == FireStatus::Queued);
+        let overlap_note = match overlap {
             OverlapPolicy::Forbid if running => Some("overlap: previous fire still running (forbid)"),
             OverlapPolicy::BufferOne if running && buffered => Some("overlap: a fire is already buffered (buffer_one)"),
             OverlapPolicy::BufferOne if running => {
@@ -211,14 +207,14 @@ impl State {
         let uid = fire.job_uid;
         self.keys.insert(fire.key.clone(), seq);
         self.by_status.insert((fire.status, seq));
-        self.data.fires.insert(seq, fire);
+        self.data.fires.insert(seq, Box::new(fire));
         self.history.entry(uid).or_default().insert(seq);
         self.index_expiry(seq);
         self.prune_history(uid);
     }
 
     /// Stores a changed fire, keeping the status and retry indexes in step.
-    pub(super) fn replace_fire(&mut self, seq: u64, fire: Fire) {
+    pub(super) fn replace_fire(&mut self, seq: u64, fire: Box<Fire>) {
         if let Some(old) = self.data.fires.get(&seq) {
             self.by_status.remove(&(old.status, seq));
             if let Some(at) = old.next_attempt_at.filter(|_| old.status == FireStatus::RetryWaiting) {
@@ -264,12 +260,19 @@ impl State {
 pub(super) const JOB_DELETED: &str = "job deleted";
 
 /// A queued fire of `job`, claimed at `now`.
-pub(super) fn new_fire(key: FireKey, job: &Job, scheduled_at: DateTime<Utc>, now: DateTime<Utc>, manual: bool) -> Fire {
+pub(super) fn new_fire(
+    key: FireKey,
+    job_uid: JobUid,
+    job_name: String,
+    scheduled_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    manual: bool,
+) -> Fire {
     Fire {
         key,
         seq: 0,
-        job_uid: job.uid,
-        job_name: job.spec.name.clone(),
+        job_uid,
+        job_name,
         scheduled_at,
         claimed_at: now,
         manual,

@@ -53,6 +53,7 @@ pub mod campaign;
 pub mod chunk;
 pub mod log_store;
 pub mod network;
+mod snapshot_store;
 pub mod state_machine;
 
 use std::io::Cursor;

@@ -24,9 +24,8 @@ use tokio::sync::Notify;
 
 use crate::flusher::Flusher;
 
+use super::snapshot_store::SnapshotStore;
 use super::{io_err, NodeId, StorageError, TypeConfig};
-
-const CURRENT: &[u8] = b"current";
 
 /// The applied state with the log position it reflects.
 #[derive(Debug)]
@@ -104,49 +103,44 @@ fn kind(command: &Command) -> &'static str {
 }
 
 /// The snapshot document: data, applied position and membership in one record.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SnapshotBody {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
     data: Data,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, BasicNode>,
-    data: Vec<u8>,
+/// [`SnapshotBody`] borrowed from the live state, so building a snapshot copies nothing but
+/// the JSON it writes.
+#[derive(Serialize)]
+struct SnapshotBodyRef<'a> {
+    last_applied: Option<LogId<NodeId>>,
+    membership: &'a StoredMembership<NodeId, BasicNode>,
+    data: &'a Data,
 }
 
 /// openraft's view of the state machine. Cheap to clone.
 #[derive(Clone)]
 pub struct StateMachineStore {
     shared: Arc<Shared>,
-    flusher: Arc<Flusher>,
-    snapshots: sled::Tree,
+    snapshots: SnapshotStore,
 }
 
 impl StateMachineStore {
     /// Opens the store in `db`, restoring the state from the last snapshot. openraft then
     /// re-applies the committed entries after it.
     pub fn open(db: &sled::Db, flusher: Arc<Flusher>) -> Result<StateMachineStore, StorageError> {
-        let snapshots =
-            db.open_tree("snapshots").map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-        let mut applied =
-            Applied { state: State::default(), last_applied: None, membership: StoredMembership::default() };
-        if let Some(bytes) =
-            snapshots.get(CURRENT).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
-        {
-            let stored: StoredSnapshot =
-                serde_json::from_slice(&bytes).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-            applied = restore(&stored.data)?;
-        }
+        let snapshots = SnapshotStore::open(db, flusher)?;
+        let applied = match snapshots.load()? {
+            Some((_, data)) => restore(&data)?,
+            None => Applied { state: State::default(), last_applied: None, membership: StoredMembership::default() },
+        };
         Ok(StateMachineStore {
             shared: Arc::new(Shared {
                 applied: RwLock::new(applied),
                 changed: Notify::new(),
                 halted: Mutex::new(None),
             }),
-            flusher,
             snapshots,
         })
     }
@@ -158,14 +152,6 @@ impl StateMachineStore {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Applied> {
         self.shared.applied.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    async fn save(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
-        let subject = ErrorSubject::Snapshot(Some(stored.meta.signature()));
-        let bytes = serde_json::to_vec(stored).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        self.snapshots.insert(CURRENT, bytes).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        self.flusher.flush().await.map_err(|e| io_err(subject, ErrorVerb::Write, e))?;
-        Ok(())
     }
 }
 
@@ -179,10 +165,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (data, meta) = {
             let applied = self.shared.read();
-            let body = SnapshotBody {
+            let body = SnapshotBodyRef {
                 last_applied: applied.last_applied,
-                membership: applied.membership.clone(),
-                data: applied.state.data().clone(),
+                membership: &applied.membership,
+                data: applied.state.data(),
             };
             let data = serde_json::to_vec(&body).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
             let snapshot_id = match applied.last_applied {
@@ -196,9 +182,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             };
             (data, meta)
         };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
-        self.save(&stored).await?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+        self.snapshots.save(&meta, &data).await?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
 
@@ -269,21 +254,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let restored = restore(&data)?;
-        self.save(&StoredSnapshot { meta: meta.clone(), data }).await?;
+        self.snapshots.save(meta, &data).await?;
         *self.write() = restored;
         self.shared.changed.notify_waiters();
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let Some(bytes) =
-            self.snapshots.get(CURRENT).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
-        else {
-            return Ok(None);
-        };
-        let stored: StoredSnapshot =
-            serde_json::from_slice(&bytes).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+        Ok(self.snapshots.load()?.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }
 
