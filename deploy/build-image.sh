@@ -14,7 +14,7 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 if [[ -n "${BELFRY_BIN:-}" ]]; then
     bin="$BELFRY_BIN"
 else
-    cargo build --release -p belfry-cli
+    cargo build-belfry
     bin="$target_dir/release/belfry"
 fi
 [[ -x "$bin" ]] || { echo "build-image: $bin not found" >&2; exit 1; }

@@ -18,7 +18,7 @@ fi
 
 # One cargo build for the node binary and the runner (shared dependencies compile once), then
 # the image from that binary: a few seconds, so it is never stale.
-cargo build --release -p belfry-cli -p belfry-tests --bin belfry --bin belfry-chaos
+cargo build-belfry
 release="${CARGO_TARGET_DIR:-$root/target}/release"
 BELFRY_BIN="$release/belfry" bash deploy/build-image.sh
 runner="$release/belfry-chaos"

@@ -31,7 +31,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let members: Vec<(u64, String)> = (0..3).map(|i| (u64::from(i) + 1, grpc(i).to_string())).collect();
 
     let sink_addr = SocketAddr::from((ip, args.sink_port));
-    let (sink_addr, sink) = belfry_node::sink::bind(sink_addr, Default::default()).await?;
+    let (sink_addr, sink) = belfry_node::sink::bind(sink_addr, Default::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the demo sink {sink_addr} (--sink-port): {e}"))?;
 
     let bootstrap = match std::env::var("BELFRY_BOOTSTRAP_TOKEN") {
         Ok(token) => belfry_node::http::BootstrapToken::new(&token)
@@ -78,9 +80,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("The admin token of this run (the CLI reads BELFRY_TOKEN):");
     println!("  export BELFRY_TOKEN={}", bootstrap.expose());
     println!();
+    let belfry = cli_command();
     println!("Try:");
-    println!("  belfry job list");
-    println!("  belfry exec list --job demo");
+    println!("  {belfry} job list");
+    println!("  {belfry} exec list --job demo");
+    println!("  {belfry} job create -f examples/hourly.yaml");
     println!("  curl -s -H \"Authorization: Bearer $BELFRY_TOKEN\" {endpoint}/v1/cluster");
     println!();
     println!("Ctrl-C stops the cluster; run `belfry dev` again to restart it with its data.");
@@ -91,6 +95,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     sink.abort();
     Ok(())
+}
+
+/// How to run this binary from a shell: `belfry` when that name on PATH is this binary, its
+/// full path otherwise (e.g. under `cargo run`, before `cargo install`).
+fn cli_command() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(|p| p.canonicalize()) else { return "belfry".into() };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("belfry").canonicalize().is_ok_and(|p| p == exe))
+    });
+    if on_path {
+        "belfry".into()
+    } else {
+        exe.display().to_string()
+    }
 }
 
 /// Creates the demo job (a POST to the sink every 10 s) once a leader is up; keeps it if it

@@ -51,7 +51,8 @@ pub struct ServeArgs {
     /// Lower bound of the election timeout in milliseconds (the upper bound is twice it).
     #[arg(long, env = "BELFRY_ELECTION_TIMEOUT_MS", default_value_t = 600)]
     pub election_timeout_ms: u64,
-    /// Build a snapshot after this many log entries since the last one.
+    /// Build a snapshot after this many log entries since the last one (or a quarter of the
+    /// state's jobs and fires, if more).
     #[arg(long, env = "BELFRY_SNAPSHOT_LOGS", default_value_t = 5000)]
     pub snapshot_logs: u64,
     /// Log entries kept behind the latest snapshot; older ones are purged.
@@ -203,9 +204,11 @@ pub fn secret_on_command_line(argv: impl IntoIterator<Item = std::ffi::OsString>
 /// Installs the log subscriber: text by default, JSON lines with `--log-format json`.
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BELFRY_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,openraft::core=off,openraft::replication=off,sled=warn,h2=warn,tower=warn,hyper=warn")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal, and never with NO_COLOR set (https://no-color.org).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {

@@ -84,9 +84,13 @@ fn request<'a>(
     timeout: Duration,
     signature: Option<String>,
 ) -> reqwest::RequestBuilder {
+    let json = needs_json_content_type(d, &body);
     builder = builder.timeout(timeout).body(body);
     for (k, v) in headers {
         builder = builder.header(k, v);
+    }
+    if json {
+        builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json");
     }
     builder = builder
         .header("Idempotency-Key", &d.key)
@@ -97,6 +101,15 @@ fn request<'a>(
         Some(s) => builder.header("Belfry-Signature", s),
         None => builder,
     }
+}
+
+/// Whether a request with `body` needs `Content-Type: application/json` added: the target names
+/// no content type of its own and the body is a JSON document.
+fn needs_json_content_type(d: &Delivery, body: &[u8]) -> bool {
+    let starts_like_json = body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['));
+    starts_like_json
+        && !d.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 /// What an attempt came to, before it is stamped with its number, worker and times.
@@ -268,6 +281,53 @@ mod tests {
             signature("secret", 1_700_000_000, b"hello"),
             "t=1700000000,v1=47b1df0ab12338b2685470b0d2b37033add7c3b2bc8172f313e77413f1bb78c8"
         );
+    }
+
+    fn delivery(body: &str, headers: &[(&str, &str)]) -> Delivery {
+        Delivery {
+            key: "7:1700000000000".into(),
+            attempt: 1,
+            job: "demo".into(),
+            scheduled_at: Utc::now(),
+            method: "POST".into(),
+            url: String::new(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: body.as_bytes().to_vec(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Sends `d` to a fresh sink and returns what the sink recorded.
+    async fn received(mut d: Delivery) -> crate::sink::Received {
+        let (addr, sink) = crate::sink::bind("127.0.0.1:0".parse().unwrap(), Default::default()).await.unwrap();
+        d.url = format!("http://{addr}/hook");
+        let attempt = send(&reqwest::Client::new(), &d, 1).await;
+        assert_eq!(attempt.http_status, Some(200), "{attempt:?}");
+        let got: Vec<crate::sink::Received> =
+            reqwest::get(format!("http://{addr}/_sink/deliveries")).await.unwrap().json().await.unwrap();
+        sink.abort();
+        assert_eq!(got.len(), 1);
+        got.into_iter().next().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_json_body_without_a_content_type_is_sent_as_application_json() {
+        let r = received(delivery(" {\"hello\": \"belfry\"}", &[])).await;
+        assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/json"));
+        assert_eq!(r.body, " {\"hello\": \"belfry\"}");
+        assert_eq!((r.method.as_str(), r.path.as_str(), r.key.as_str()), ("POST", "/hook", "7:1700000000000"));
+        assert_eq!(r.headers.get("belfry-attempt").map(String::as_str), Some("1"));
+    }
+
+    #[tokio::test]
+    async fn a_configured_content_type_or_a_body_that_is_not_json_gets_none_added() {
+        let r = received(delivery("{\"a\":1}", &[("Content-Type", "application/vnd.custom+json")])).await;
+        assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/vnd.custom+json"));
+        let r = received(delivery("{not json", &[])).await;
+        assert_eq!(r.headers.get("content-type"), None);
+        let r = received(delivery("plain text", &[("X-Trace", "1")])).await;
+        assert_eq!(r.headers.get("content-type"), None);
+        assert_eq!(r.headers.get("x-trace").map(String::as_str), Some("1"));
     }
 
     #[test]

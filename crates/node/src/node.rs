@@ -131,6 +131,12 @@ impl Node {
         tasks.push(tokio::spawn(crate::egress::track_cluster_api(ctx.clone(), http_addr, stop_rx.clone())));
 
         tasks.push(tokio::spawn(crate::ticker::run(ctx.clone(), dispatcher, stop_rx.clone())));
+        tasks.push(tokio::spawn(crate::raft::compaction::run(
+            ctx.raft.clone(),
+            ctx.shared.clone(),
+            ctx.config.snapshot_logs,
+            stop_rx.clone(),
+        )));
 
         form_cluster(&ctx).await?;
         crate::restore::apply_staged(&ctx)?;

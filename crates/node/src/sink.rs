@@ -1,5 +1,6 @@
 //! A recording webhook receiver for demos and tests (`belfry sink`): answers every request,
-//! remembers each delivery's belfry headers, and reports them at `GET /_sink/deliveries`.
+//! remembers each delivery (belfry's headers picked out, every header and the body as sent), and
+//! reports them at `GET /_sink/deliveries`.
 //!
 //! By default every request gets a 200. Scripted answers ([`Answer`]) make a path fail: given
 //! at start (`belfry sink --answer /flaky=503x2@1`) or added at run time with
@@ -7,6 +8,7 @@
 //! A path's answers are used in the order given; one with `times` is used that many times,
 //! one without answers every later request.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,7 +42,19 @@ pub struct Received {
     /// `Belfry-Signature`, when the delivery was signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The request method.
+    #[serde(default)]
+    pub method: String,
+    /// Every request header, names in lowercase (repeated headers joined with `, `).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The body as UTF-8 (invalid bytes replaced), at most [`MAX_RECORDED_BODY`] bytes of it.
+    #[serde(default)]
+    pub body: String,
 }
+
+/// The most of a body the sink keeps per delivery: a target body's own limit (64 KiB).
+pub const MAX_RECORDED_BODY: usize = 64 * 1024;
 
 fn ok_status() -> u16 {
     200
@@ -161,7 +175,13 @@ pub async fn bind_scripted(
 
 type Shared = Arc<(Recorded, SinkOptions)>;
 
-async fn receive(State(state): State<Shared>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+async fn receive(
+    State(state): State<Shared>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let (status, retry_after) = state.0.answer(uri.path());
     let r = Received {
@@ -173,6 +193,9 @@ async fn receive(State(state): State<Shared>, uri: axum::http::Uri, headers: Hea
         path: uri.path().to_string(),
         status: status.as_u16(),
         signature: headers.get("belfry-signature").and_then(|v| v.to_str().ok()).map(str::to_string),
+        method: method.to_string(),
+        headers: all_headers(&headers),
+        body: String::from_utf8_lossy(&body[..body.len().min(MAX_RECORDED_BODY)]).into_owned(),
     };
     tracing::info!(key = %r.key, job = %r.job, attempt = %r.attempt, status = r.status, "sink received");
     state.0.deliveries.lock().unwrap_or_else(|e| e.into_inner()).push(r);
@@ -183,6 +206,20 @@ async fn receive(State(state): State<Shared>, uri: axum::http::Uri, headers: Hea
         Some(secs) => (status, [(axum::http::header::RETRY_AFTER, secs.to_string())]).into_response(),
         None => status.into_response(),
     }
+}
+
+fn all_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut all: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        all.entry(name.as_str().to_string())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    all
 }
 
 async fn list_answers(State(state): State<Shared>) -> Json<Vec<Answer>> {

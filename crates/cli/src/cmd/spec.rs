@@ -349,6 +349,14 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_a_valid_job_spec() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hourly.yaml");
+        let spec = from_file(&path, None).unwrap();
+        assert_eq!(spec.name, "hourly-sync");
+        JobSpec::validate(&spec, chrono::Utc::now()).unwrap();
+    }
+
+    #[test]
     fn a_yaml_file_error_names_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.yaml");

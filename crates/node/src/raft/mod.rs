@@ -38,8 +38,10 @@
 //!   waits for a snapshot cannot depose the leader sending it.
 //!
 //! # Left out
-//! - The state machine is snapshotted whole, as one JSON document; a state of hundreds of
-//!   thousands of jobs makes snapshots of tens of MiB, built under a read lock.
+//! - The state machine is snapshotted whole, as one JSON document written from the live state
+//!   under its read lock: no copy of the state, but entries wait to be applied while it is
+//!   written (about a second per few hundred thousand jobs). Snapshots grow apart as the state
+//!   grows ([`compaction`]), so that pause stays rare.
 //! - A node whose data dir was wiped while still a member must be removed and re-added: it
 //!   would come back with an empty log and vote, which openraft treats as a fatal inconsistency.
 //! - A node that predates framed snapshot chunks cannot read one: during a rolling upgrade,
@@ -51,6 +53,7 @@
 
 pub mod campaign;
 pub mod chunk;
+pub mod compaction;
 pub mod log_store;
 pub mod network;
 mod snapshot_store;
@@ -117,7 +120,9 @@ pub fn raft_config(config: &Config) -> Result<openraft::Config, openraft::Config
         // Used by openraft only to decide when a blocking `add_learner` returns; belfry waits
         // for its learners itself, with the same threshold.
         replication_lag_threshold: config.learner_max_lag,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
+        // Snapshots are asked for by `compaction::run`, after a number of entries that grows
+        // with the state.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: config.keep_logs,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
         install_snapshot_timeout: ms(SNAPSHOT_RPC_TIMEOUT),

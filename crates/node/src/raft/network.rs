@@ -167,6 +167,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             contacts: self.contacts.clone(),
             timeouts: self.timeouts,
             in_flight: None,
+            failing: None,
         }
     }
 }
@@ -180,7 +181,13 @@ pub struct PeerClient {
     contacts: Contacts,
     timeouts: RpcTimeouts,
     in_flight: Option<InFlight>,
+    /// Since when every RPC of this stream has failed, and whether that has been logged.
+    failing: Option<(std::time::Instant, bool)>,
 }
+
+/// How long a peer's RPCs fail before it is logged as unreachable: longer than a peer takes to
+/// start, so a healthy cluster coming up logs nothing.
+const UNREACHABLE_AFTER: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -302,10 +309,32 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let bytes =
-            send(self.client.clone(), &self.addr, kind, data, option.hard_ttl()).await.map_err(Failure::into_rpc)?;
+        let sent = send(self.client.clone(), &self.addr, kind, data, option.hard_ttl()).await;
+        self.note(sent.as_ref().err());
+        let bytes = sent.map_err(Failure::into_rpc)?;
         self.contacts.touch(self.target);
         self.decode(&bytes)
+    }
+
+    /// Logs a peer that stays unreachable once, and once again when it answers. (openraft's
+    /// own log of every failed RPC, at ERROR, is filtered out by default.)
+    fn note(&mut self, failure: Option<&Failure>) {
+        match (failure, &mut self.failing) {
+            (None, Some((since, logged))) => {
+                if *logged {
+                    tracing::info!(peer = self.target, addr = %self.addr, after = ?since.elapsed(), "peer reachable again");
+                }
+                self.failing = None;
+            }
+            (None, None) => {}
+            (Some(_), None) => self.failing = Some((std::time::Instant::now(), false)),
+            (Some(failure), Some((since, logged))) => {
+                if !*logged && since.elapsed() >= UNREACHABLE_AFTER {
+                    *logged = true;
+                    tracing::warn!(peer = self.target, addr = %self.addr, error = ?failure, "peer unreachable; raft keeps retrying");
+                }
+            }
+        }
     }
 
     /// Puts a batch on the wire from a task of its own, or refuses it as too large.
@@ -398,6 +427,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Err(_) => Err(Failure::network(format!("the request to {} was cancelled", self.addr))),
         };
         self.in_flight = None;
+        self.note(outcome.as_ref().err());
         let bytes = outcome.map_err(Failure::into_rpc)?;
         let response: AppendEntriesResponse<NodeId> = self.decode(&bytes)?;
         Ok(covering(response, sent, Some(asked)))

@@ -61,10 +61,10 @@ impl SnapshotStore {
     pub async fn save(&self, meta: &Meta, data: &[u8]) -> Result<(), StorageError> {
         let subject = ErrorSubject::Snapshot(Some(meta.signature()));
         let record = encode(meta, data).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        let mut batch = sled::Batch::default();
-        batch.insert(CURRENT, record);
-        batch.remove(LEGACY);
-        self.tree.apply_batch(batch).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
+        // No `apply_batch` (see docs/ARCHITECTURE.md, "Storage"): the new record goes in first,
+        // so a crash between the two leaves both, and `load` prefers the new one.
+        self.tree.insert(CURRENT, record).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
+        self.tree.remove(LEGACY).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
         self.flusher.flush().await.map_err(|e| io_err(subject, ErrorVerb::Write, e))?;
         Ok(())
     }

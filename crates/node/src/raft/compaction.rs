@@ -1,0 +1,92 @@
+//! When a node snapshots its state.
+//!
+//! A snapshot costs time in proportion to the state (every job and fire is written out), so a
+//! fixed interval of `--snapshot-logs` entries makes a large state pay over and over: with a
+//! million jobs, a snapshot every 5,000 entries would write the whole state for every 5,000
+//! fires. Instead a node snapshots once the entries since its last snapshot reach
+//! `--snapshot-logs` or a quarter of the items in its state (jobs and fires), whichever is
+//! more; writing the state out then costs each entry at most the writing of four items. The
+//! log a restart replays stays at most that long.
+//!
+//! openraft's own policy is off ([`openraft::SnapshotPolicy::Never`]); [`run`] asks it for a
+//! snapshot when one is due. A request while one is being built is ignored by openraft.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::state_machine::Shared;
+use super::Raft;
+
+/// Items of state per log entry between snapshots: a snapshot is due after `items / 4` entries.
+pub const ITEMS_PER_ENTRY: u64 = 4;
+
+/// How often the condition is checked.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// The entries since the last snapshot after which the next one is due.
+pub fn threshold(snapshot_logs: u64, items: u64) -> u64 {
+    snapshot_logs.max(items / ITEMS_PER_ENTRY).max(1)
+}
+
+/// Whether a node that applied up to `applied`, with its last snapshot at `snapshot`, should
+/// snapshot now.
+pub fn due(applied: u64, snapshot: u64, threshold: u64) -> bool {
+    applied.saturating_sub(snapshot) >= threshold
+}
+
+/// Asks raft for a snapshot whenever one is due, until `stop`.
+pub async fn run(raft: Raft, shared: Arc<Shared>, snapshot_logs: u64, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(CHECK_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let (applied, snapshot) = {
+            let metrics = raft.metrics();
+            let m = metrics.borrow();
+            (m.last_applied.map_or(0, |l| l.index), m.snapshot.map_or(0, |l| l.index))
+        };
+        let items = {
+            let applied = shared.read();
+            let data = applied.state.data();
+            (data.jobs.len() + data.retired.len() + data.fires.len()) as u64
+        };
+        if due(applied, snapshot, threshold(snapshot_logs, items)) {
+            if let Err(e) = raft.trigger().snapshot().await {
+                tracing::warn!(error = %e, "could not ask for a snapshot");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_state_snapshots_every_snapshot_logs_entries() {
+        assert_eq!(threshold(5000, 0), 5000);
+        assert_eq!(threshold(5000, 19_999), 5000);
+        assert!(!due(4999, 0, threshold(5000, 10)));
+        assert!(due(15_000, 10_000, threshold(5000, 10)));
+    }
+
+    #[test]
+    fn a_large_state_snapshots_after_a_quarter_of_its_items_in_entries() {
+        let million = threshold(5000, 1_000_000);
+        assert_eq!(million, 250_000);
+        assert!(!due(249_999, 0, million));
+        assert!(due(250_000, 0, million));
+    }
+
+    #[test]
+    fn no_threshold_is_zero_and_a_snapshot_ahead_of_applied_is_not_due() {
+        assert_eq!(threshold(0, 0), 1);
+        assert!(!due(10, 20, 1));
+    }
+}
