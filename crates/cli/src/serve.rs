@@ -204,7 +204,9 @@ pub fn secret_on_command_line(argv: impl IntoIterator<Item = std::ffi::OsString>
 /// Installs the log subscriber: text by default, JSON lines with `--log-format json`.
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BELFRY_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,openraft=warn,openraft::core=off,openraft::replication=off,sled=warn,h2=warn,tower=warn,hyper=warn")
+        tracing_subscriber::EnvFilter::new(
+            "info,openraft=warn,openraft::core=off,openraft::replication=off,sled=warn,h2=warn,tower=warn,hyper=warn",
+        )
     });
     // Colour only on a terminal, and never with NO_COLOR set (https://no-color.org).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();

@@ -167,15 +167,20 @@ async fn update_pause_resume(ep: &str, job: &JobView) {
     // Pause and resume.
     let paused: JobView = belfry(ep, &["-o", "json", "job", "pause", "nightly"]).await.json();
     assert!(paused.paused);
+    assert_eq!(paused.next_fire_at, None, "a paused job shows no next fire");
     let only_paused: JobList = belfry(ep, &["-o", "json", "job", "list", "--paused"]).await.json();
     assert_eq!(only_paused.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["nightly"]);
     let out = belfry(ep, &["job", "resume", "nightly"]).await.ok();
     assert!(out.starts_with("resumed job nightly"), "{out}");
+    let resumed: JobView = belfry(ep, &["job", "get", "nightly", "-o", "json"]).await.json();
+    assert!(resumed.next_fire_at.is_some(), "a resumed job shows its next fire again");
 
     // Upcoming: the job's next instants, 02:30 in Berlin.
     let upcoming: Instants = belfry(ep, &["-o", "json", "job", "upcoming", "nightly", "--count", "3"]).await.json();
     assert_eq!(upcoming.instants.len(), 3);
     assert!(upcoming.instants.windows(2).all(|w| w[0] < w[1]), "{:?}", upcoming.instants);
+    let table = belfry(ep, &["job", "upcoming", "nightly", "--count", "3"]).await.ok();
+    assert!(table.contains("LOCAL (Europe/Berlin)") && table.contains("T02:30:00+0"), "{table}");
 }
 
 async fn preview_across_a_dst_gap(ep: &str) {
@@ -280,10 +285,18 @@ async fn cluster_status_members_dump_and_remove() -> anyhow::Result<()> {
         assert!(n["metrics"]["ok"].as_str().is_some_and(|m| m.contains("belfry_raft_term")), "{n}");
     }
 
-    // With a node down, the dump still succeeds and records that node's errors.
-    let down = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap_or(1);
+    // Through a follower, status shows each member's match and lag as the leader sees them.
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap_or(1);
+    let view: ClusterView = belfry(&cluster.url(follower), &["cluster", "status", "-o", "json"]).await.json();
+    assert_eq!(view.node, follower);
+    assert!(view.members.iter().all(|m| m.match_index.is_some() && m.lag.is_some()), "{view:?}");
+
+    // With a node down, the dump is still written, records that node's errors, and says so
+    // with exit 5.
+    let down = follower;
     cluster.kill(down);
-    belfry(&ep, &["cluster", "dump", "--out", &out_arg]).await.ok();
+    let line = belfry(&ep, &["cluster", "dump", "--out", &out_arg]).await.fails(5);
+    assert!(line.contains("3 nodes") && line.contains("failed requests"), "{line}");
     let dump: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
     for n in dump["nodes"].as_array().expect("nodes") {
         if n["id"] == down {

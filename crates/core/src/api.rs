@@ -40,7 +40,7 @@ pub struct JobView {
     pub paused: bool,
     /// The `If-Match` version.
     pub version: u64,
-    /// The next instant to be claimed; null once the schedule is exhausted.
+    /// The next instant to be claimed; null once the schedule is exhausted, and while paused.
     pub next_fire_at: Option<String>,
     /// Creation time.
     pub created_at: String,
@@ -69,7 +69,9 @@ impl From<&Job> for JobView {
             history: job.spec.history,
             paused: job.spec.paused,
             version: job.version,
-            next_fire_at: job.next_fire_at.map(rfc3339),
+            // A paused job claims nothing, so it has no next fire to show (its stored instant
+            // is where the misfire policy starts on resume, and is soon in the past).
+            next_fire_at: job.next_fire_at.filter(|_| !job.spec.paused).map(rfc3339),
             created_at: rfc3339(job.created_at),
             updated_at: rfc3339(job.updated_at),
             created_by: job.created_by.clone(),

@@ -58,9 +58,9 @@ pub enum ClusterCommand {
 pub async fn run(ctx: &Ctx, command: ClusterCommand) -> Result<String, CliError> {
     let c = &ctx.client;
     match command {
-        ClusterCommand::Status => status(ctx, &c.cluster().await?),
+        ClusterCommand::Status => status(ctx, &with_leader_progress(ctx, c.cluster().await?).await),
         ClusterCommand::Members => {
-            let view = c.cluster().await?;
+            let view = with_leader_progress(ctx, c.cluster().await?).await;
             match ctx.output {
                 Output::Json => json(&view.members),
                 Output::Table => Ok(members_table(&view)),
@@ -101,6 +101,32 @@ async fn remove(ctx: &Ctx, id: NodeId, force: bool) -> Result<(), CliError> {
         }
         other => Ok(other?),
     }
+}
+
+/// `view` with each member's match index and lag as the leader sees them: only the leader
+/// tracks replication, so a follower's view has none. Asked of the leader at its advertised
+/// HTTP address; when that fails, `view` is kept as it is, with the reason on stderr.
+async fn with_leader_progress(ctx: &Ctx, mut view: ClusterView) -> ClusterView {
+    let Some(leader) = view.leader.filter(|l| *l != view.node) else { return view };
+    let Some(addr) = view.members.iter().find(|m| m.id == leader).and_then(|m| m.http_addr.clone()) else {
+        return view;
+    };
+    let asked = match ctx.client_for(&addr) {
+        Ok(client) => client.cluster().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match asked {
+        Ok(from_leader) => {
+            for m in &mut view.members {
+                if let Some(l) = from_leader.members.iter().find(|l| l.id == m.id) {
+                    m.match_index = l.match_index;
+                    m.lag = l.lag;
+                }
+            }
+        }
+        Err(e) => eprintln!("note: match and lag are the leader's to tell; node {leader} at {addr}: {e}"),
+    }
+    view
 }
 
 fn status(ctx: &Ctx, view: &ClusterView) -> Result<String, CliError> {
@@ -188,7 +214,10 @@ async fn dump(ctx: &Ctx, out: PathBuf) -> Result<String, CliError> {
     let cluster = ctx.client.cluster().await?;
     let mut tasks = tokio::task::JoinSet::new();
     for member in cluster.members.clone() {
-        let client = member.http_addr.as_deref().map(|a| ctx.client_for(a));
+        // The node that answered is asked where it was reached: its advertised address may be
+        // one only its cluster resolves (a container's name).
+        let addr = if member.id == cluster.node { Some(ctx.client.endpoint()) } else { member.http_addr.as_deref() };
+        let client = addr.map(|a| ctx.client_for(a));
         tasks.spawn(dump_node(member, client));
     }
     let mut nodes = Vec::new();
@@ -214,6 +243,13 @@ async fn dump(ctx: &Ctx, out: PathBuf) -> Result<String, CliError> {
     }
     std::fs::write(&out, &text).map_err(|e| CliError::Local(format!("writing {}: {e}", out.display())))?;
     let summary = format!("wrote {}: {} nodes, {failures} failed requests\n", out.display(), dump.nodes.len());
+    if failures > 0 {
+        return Err(CliError::Incomplete(format!(
+            "wrote {}: {} nodes, {failures} failed requests (each with its error under nodes[] in the file)",
+            out.display(),
+            dump.nodes.len()
+        )));
+    }
     Ok(match ctx.output {
         Output::Table => summary,
         Output::Json => json(&serde_json::json!({"out": out, "nodes": dump.nodes.len(), "failed_requests": failures}))?,

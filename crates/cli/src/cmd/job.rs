@@ -140,7 +140,16 @@ pub async fn run(ctx: &Ctx, command: JobCommand) -> Result<String, CliError> {
         JobCommand::Pause { name } => changed(ctx, &c.pause_job(&name).await?, "paused"),
         JobCommand::Resume { name } => changed(ctx, &c.resume_job(&name).await?, "resumed"),
         JobCommand::Trigger { name } => triggered(ctx, &c.trigger_job(&name).await?),
-        JobCommand::Upcoming { name, count } => instants(ctx, &c.upcoming(&name, Some(count)).await?, None),
+        JobCommand::Upcoming { name, count } => {
+            // Each instant in the job's own zone too, as `schedule preview --tz` shows it.
+            let zone = match ctx.output {
+                Output::Table => {
+                    c.get_job(&name).await?.schedule.timezone.and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+                }
+                Output::Json => None,
+            };
+            instants(ctx, &c.upcoming(&name, Some(count)).await?, zone)
+        }
     }
 }
 

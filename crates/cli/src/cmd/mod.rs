@@ -146,6 +146,10 @@ pub enum CliError {
     /// A local file could not be written.
     #[error("{0}")]
     Local(String),
+    /// The command did its work, but some of the requests it is made of failed (`cluster
+    /// dump`): the message says what was done and what failed.
+    #[error("{0}")]
+    Incomplete(String),
     /// A client error after the command had done part of its work (`job import`): `message`
     /// says what failed and what was done before; the exit code is that of `error`.
     #[error("{message}")]
@@ -165,6 +169,7 @@ impl CliError {
             CliError::After { error, .. } => client_exit_code(error),
             CliError::Usage(_) => 2,
             CliError::Local(_) => 4,
+            CliError::Incomplete(_) => 5,
         }
     }
 }
