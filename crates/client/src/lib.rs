@@ -17,6 +17,7 @@
 //! caller's decision).
 
 mod error;
+pub mod receiver;
 
 use std::time::Duration;
 
