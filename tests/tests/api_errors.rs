@@ -79,10 +79,16 @@ async fn errors_name_the_status_code_and_field() -> anyhow::Result<()> {
     let put = |version: &str| http.put(format!("{jobs}/a")).header("If-Match", version).json(&changed);
     expect_error(put("7"), StatusCode::CONFLICT, "version_mismatch", None).await?;
     expect_error(put("seven"), StatusCode::BAD_REQUEST, "invalid", Some("If-Match")).await?;
-    let r = put(&format!("\"{}\"", a.version)).send().await?;
+    // A read's ETag is what If-Match takes.
+    let read = http.get(format!("{jobs}/a")).send().await?;
+    let etag = read.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert_eq!(etag, format!("\"{}\"", a.version));
+    let r = put(&etag).send().await?;
     assert_eq!(r.status(), StatusCode::OK);
+    let etag = r.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let updated: JobView = r.json().await?;
     assert_eq!((updated.version, updated.retry.max_attempts), (a.version + 1, 5));
+    assert_eq!(etag, format!("\"{}\"", updated.version), "a write answers the new version's ETag");
     expect_error(put(&a.version.to_string()), StatusCode::CONFLICT, "version_mismatch", None).await?;
     let renamed = http.put(format!("{jobs}/a")).json(&job("b"));
     expect_error(renamed, StatusCode::BAD_REQUEST, "invalid", Some("name")).await?;

@@ -35,9 +35,19 @@ pub const DEFAULT_MAX_JOBS: u64 = 100_000;
 /// node more than a few MiB to build and send.
 pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-fn job_response(response: Response) -> Result<Json<JobView>, ApiError> {
+/// A job's view with its version as the `ETag` (`"<version>"`), the value `If-Match` takes.
+pub struct Versioned(pub JobView);
+
+impl IntoResponse for Versioned {
+    fn into_response(self) -> axum::response::Response {
+        let etag = format!("\"{}\"", self.0.version);
+        ([(axum::http::header::ETAG, etag)], Json(self.0)).into_response()
+    }
+}
+
+fn job_response(response: Response) -> Result<Versioned, ApiError> {
     match response {
-        Response::Job { job } => Ok(Json(JobView::from(job.as_ref()))),
+        Response::Job { job } => Ok(Versioned(JobView::from(job.as_ref()))),
         Response::Rejected { error } => Err(error.into()),
         other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
     }
@@ -123,10 +133,10 @@ fn json_size<T: serde::Serialize>(value: &T) -> usize {
     count.0
 }
 
-pub async fn get(State(ctx): State<Api>, Param(name): Param<String>) -> Result<Json<JobView>, ApiError> {
+pub async fn get(State(ctx): State<Api>, Param(name): Param<String>) -> Result<Versioned, ApiError> {
     ctx.linearize().await?;
     let applied = ctx.shared.read();
-    applied.state.job(&name).map(|j| Json(JobView::from(j))).ok_or_else(|| ApiError::not_found("job", &name))
+    applied.state.job(&name).map(|j| Versioned(JobView::from(j))).ok_or_else(|| ApiError::not_found("job", &name))
 }
 
 pub async fn replace(
@@ -135,7 +145,7 @@ pub async fn replace(
     Param(name): Param<String>,
     headers: HeaderMap,
     Body(spec): Body<JobSpec>,
-) -> Result<Json<JobView>, ApiError> {
+) -> Result<Versioned, ApiError> {
     if spec.name != name {
         return Err(ApiError::invalid("name", format!("must match the path ({name})")));
     }
@@ -193,19 +203,11 @@ pub async fn delete(
     }
 }
 
-pub async fn pause(
-    State(ctx): State<Api>,
-    caller: Caller,
-    Param(name): Param<String>,
-) -> Result<Json<JobView>, ApiError> {
+pub async fn pause(State(ctx): State<Api>, caller: Caller, Param(name): Param<String>) -> Result<Versioned, ApiError> {
     job_response(ctx.propose(Command::PauseJob { name, now: Utc::now(), by: caller.id() }).await?.1)
 }
 
-pub async fn resume(
-    State(ctx): State<Api>,
-    caller: Caller,
-    Param(name): Param<String>,
-) -> Result<Json<JobView>, ApiError> {
+pub async fn resume(State(ctx): State<Api>, caller: Caller, Param(name): Param<String>) -> Result<Versioned, ApiError> {
     job_response(ctx.propose(Command::ResumeJob { name, now: Utc::now(), by: caller.id() }).await?.1)
 }
 
