@@ -13,12 +13,6 @@ mod sink;
 
 use std::process::ExitCode;
 
-/// mimalloc in place of glibc's malloc: allocation was the largest single item in a node's
-/// profile under load (docs/BENCHMARKS.md), and glibc keeps freed memory from many threads'
-/// arenas as resident.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 
 /// belfry: a clustered job scheduler.
