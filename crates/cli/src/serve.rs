@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// This node's raft id (unique in the cluster, never reused).
     #[arg(long, env = "BELFRY_ID", default_value_t = 1)]
     pub id: u64,
+    /// Take the id from the host name instead: one more than the number it ends with
+    /// (`belfry-0` is node 1), as a Kubernetes StatefulSet names its pods.
+    #[arg(long, env = "BELFRY_ID_FROM_HOSTNAME", conflicts_with = "id")]
+    pub id_from_hostname: bool,
     /// HTTP API address to listen on.
     #[arg(long, env = "BELFRY_HTTP_ADDR", default_value = "127.0.0.1:7101")]
     pub http_addr: SocketAddr,
@@ -274,12 +278,30 @@ impl ServeArgs {
     }
 }
 
+/// The node id of a host named `<name>-<ordinal>`: the ordinal plus one (ids start at 1).
+pub fn id_from_hostname(host: &str) -> Result<u64, String> {
+    let ordinal = host.rsplit_once('-').map_or(host, |(_, n)| n);
+    ordinal
+        .parse::<u64>()
+        .ok()
+        .filter(|_| ordinal.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.checked_add(1))
+        .ok_or_else(|| format!("host name {host:?} does not end with -<number>"))
+}
+
 /// Runs one node until SIGINT or SIGTERM, then shuts it down and returns.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let args = match &args.config {
         Some(file) => crate::config_file::apply(file, crate::config_file::serve_argv())?,
         None => args,
     };
+    let mut args = args;
+    if args.id_from_hostname {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .map_err(|_| anyhow::anyhow!("--id-from-hostname: the host name cannot be read"))?;
+        args.id = id_from_hostname(host.trim()).map_err(|e| anyhow::anyhow!("--id-from-hostname: {e}"))?;
+    }
     init_logging(&args.log_format);
     if secret_on_command_line(std::env::args_os()) {
         anyhow::bail!(
@@ -422,6 +444,20 @@ mod raft_timing_tests {
         ] {
             let err = check_raft_timing(heartbeat, election, catch_up).expect_err(flag).to_string();
             assert!(err.contains(flag), "{err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::id_from_hostname;
+
+    #[test]
+    fn a_statefulset_pod_name_gives_its_ordinal_plus_one() {
+        assert_eq!(id_from_hostname("belfry-0"), Ok(1));
+        assert_eq!(id_from_hostname("my-belfry-12"), Ok(13));
+        for bad in ["belfry", "belfry-", "belfry-x", "belfry-+1", "b-18446744073709551615", ""] {
+            assert!(id_from_hostname(bad).is_err(), "{bad}");
         }
     }
 }

@@ -216,6 +216,36 @@ mod tests {
         assert!(matches!(r, Err(SignatureError::Malformed(_))), "{r:?}");
     }
 
+    /// The vectors every receiver helper shares (sdk/testdata/README.md).
+    #[test]
+    fn the_shared_vectors_are_accepted_and_refused_alike() {
+        use base64::Engine as _;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/testdata/signatures.json");
+        let vectors: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let cases = vectors["cases"].as_array().unwrap();
+        assert!(cases.len() >= 20, "{} cases", cases.len());
+        for c in cases {
+            let body = base64::engine::general_purpose::STANDARD.decode(c["body_b64"].as_str().unwrap()).unwrap();
+            let secrets: Vec<&str> = c["secrets"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+            let tolerance = Duration::from_secs(c["tolerance_s"].as_u64().unwrap());
+            let got = verify_signature_at(
+                c["header"].as_str().unwrap(),
+                &body,
+                &secrets,
+                tolerance,
+                c["now"].as_i64().unwrap(),
+            );
+            let reason = match &got {
+                Ok(()) => "valid",
+                Err(SignatureError::Malformed(_)) => "malformed",
+                Err(SignatureError::OutsideTolerance { .. }) => "outside_tolerance",
+                Err(SignatureError::NoMatch) => "no_match",
+            };
+            let want = if c["valid"].as_bool().unwrap() { "valid" } else { c["reason"].as_str().unwrap() };
+            assert_eq!(reason, want, "{}: {got:?}", c["name"]);
+        }
+    }
+
     #[test]
     fn a_key_counts_once_until_it_expires_or_is_forgotten() {
         let d = Deduper::new(10, Duration::from_secs(60));
