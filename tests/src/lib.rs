@@ -97,6 +97,9 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// Extra `belfry serve` flags for every node (e.g. `--snapshot-logs 50`).
     pub extra_args: Vec<String>,
+    /// Whether nodes log with their own default filter rather than the harness's (which
+    /// keeps openraft's errors, for failure messages).
+    pub default_log: bool,
 }
 
 impl Cluster {
@@ -107,10 +110,15 @@ impl Cluster {
 
     /// Starts `n` nodes that form one cluster, each with the extra `belfry serve` flags.
     pub fn start_with(n: usize, extra_args: &[&str]) -> anyhow::Result<Cluster> {
-        Cluster::start_in(n, extra_args, tempfile::tempdir()?)
+        Cluster::start_in(n, extra_args, tempfile::tempdir()?, false)
     }
 
-    fn start_in(n: usize, extra_args: &[&str], mut dir: tempfile::TempDir) -> anyhow::Result<Cluster> {
+    fn start_in(
+        n: usize,
+        extra_args: &[&str],
+        mut dir: tempfile::TempDir,
+        default_log: bool,
+    ) -> anyhow::Result<Cluster> {
         if std::env::var_os("BELFRY_TEST_KEEP").is_some() {
             dir.disable_cleanup(true);
             eprintln!("cluster data in {}", dir.path().display());
@@ -128,11 +136,17 @@ impl Cluster {
             .collect();
         let initial = nodes.iter().map(|n| format!("{}={}", n.id, n.grpc)).collect::<Vec<_>>().join(",");
         let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
-        let mut cluster = Cluster { nodes, initial, _dir: dir, http: http_client(), extra_args };
+        let mut cluster = Cluster { nodes, initial, _dir: dir, http: http_client(), extra_args, default_log };
         for i in 0..n {
             cluster.spawn(i)?;
         }
         Ok(cluster)
+    }
+
+    /// Like [`Cluster::start`], with every node logging as `belfry serve` does by default (no
+    /// `BELFRY_LOG`), to a file: what an operator's log file would show.
+    pub fn start_with_default_log(n: usize) -> anyhow::Result<Cluster> {
+        Cluster::start_in(n, &[], tempfile::tempdir()?, true)
     }
 
     /// Like [`Cluster::start`], but runs `prepare` on node 1's (empty) data dir first.
@@ -140,7 +154,7 @@ impl Cluster {
         let dir = tempfile::tempdir()?;
         let first = dir.path().join("n1");
         prepare(&first)?;
-        Cluster::start_in(n, &[], dir)
+        Cluster::start_in(n, &[], dir, false)
     }
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
@@ -151,14 +165,20 @@ impl Cluster {
             Some(url) => ["--join", url.as_str()],
             None => ["--initial-cluster", self.initial.as_str()],
         };
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        if self.default_log {
+            command.env_remove("BELFRY_LOG").env_remove("NO_COLOR");
+        } else {
+            command
+                .env("BELFRY_LOG", std::env::var("BELFRY_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()));
+        }
+        let child = command
             .args(["serve", "--id", &node.id.to_string()])
             .args(["--http-addr", &node.http.to_string(), "--grpc-addr", &node.grpc.to_string()])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(formation)
             .args(&self.extra_args)
-            .env("BELFRY_LOG", std::env::var("BELFRY_TEST_LOG").unwrap_or_else(|_| "info,openraft=error".into()))
             // The sink is on loopback; `--allow-private-targets=false` tests the default.
             .env("BELFRY_ALLOW_PRIVATE_TARGETS", "true")
             // A test's own flags (`--rate-limit 2`, `--bootstrap-token …`) win over these.
