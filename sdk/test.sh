@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# The receiver helpers' tests (Python, JavaScript) and the checks of the deploy manifests
-# (deploy/k8s, deploy/systemd), from a fresh machine: a virtualenv under sdk/.venv with the
-# pinned tools of sdk/requirements.txt. Fails on any failure.
+# The receiver helpers' tests (Python, JavaScript), the shared vectors' freshness, and the
+# checks of the deploy files (deploy/k8s, deploy/systemd, docker-compose.yml), from a fresh
+# machine: a virtualenv under sdk/.venv with the pinned tools of sdk/requirements.txt.
+# Fails on any failure.
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
-
-venv=$here/.venv
-stamp=$venv/.requirements.txt
-if [[ ! -x $venv/bin/python ]] || ! cmp -s "$here/requirements.txt" "$stamp"; then
-  echo "sdk/test.sh: setting up $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-  cp "$here/requirements.txt" "$stamp"
+cd "$(dirname "$0")/.."
+venv=sdk/.venv
+if [[ ! -x $venv/bin/python ]] || ! cmp -s sdk/requirements.txt "$venv/requirements.txt"; then
+    echo "sdk/test.sh: setting up $venv" >&2
+    rm -rf "$venv"
+    "${PYTHON:-python3}" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r sdk/requirements.txt
+    cp sdk/requirements.txt "$venv/requirements.txt"
 fi
-
-echo "== sdk/python, deploy checks (pytest)"
-PYTHONPATH="$here/python/src" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-  "$here/python/tests" "$root/deploy/check_manifests.py"
-
-if command -v node >/dev/null; then
-  echo "== sdk/js (node --test)"
-  node --test "$here/js/test/"
+py="$PWD/$venv/bin/python"
+echo "== sdk/testdata: vectors up to date"
+"$py" sdk/testdata/make_signatures.py --check
+echo "== sdk/python"
+(cd sdk/python && "$py" -m pytest -q -p no:cacheprovider)
+echo "== deploy/k8s, deploy/systemd, docker-compose.yml"
+"$py" -m pytest -q -p no:cacheprovider --import-mode=importlib deploy/check_manifests.py deploy/check_compose.py
+if command -v node >/dev/null 2>&1; then
+    echo "== sdk/js (node $(node --version))"
+    (cd sdk/js && node --test test/*.test.js)
 else
-  echo "== sdk/js: skipped, node is not installed"
+    echo "== sdk/js: skipped, node is not installed"
 fi
+echo "sdk/test.sh: all passed"

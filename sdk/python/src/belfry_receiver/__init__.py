@@ -1,12 +1,10 @@
-"""Receiving belfry deliveries: check ``Belfry-Signature``, run each fire's work once.
+"""Receive belfry webhook deliveries: verify `Belfry-Signature`, deduplicate `Idempotency-Key`.
 
-belfry signs a delivery, when signing keys are set, with
-``Belfry-Signature: t=<unix seconds>,v1=<hex hmac-sha256(key, t + "." + body)>`` (one ``v1``
-per key during a rotation), and sends every attempt and every repeat of a fire with the same
-``Idempotency-Key``. Standard library only.
+Standard library only. See README.md for a complete receiver.
 """
 
 from .dedupe import Deduper
-from .signature import MAX_HEADER_BYTES, SignatureError, verify_signature
+from .signature import DEFAULT_TOLERANCE_S, MAX_HEADER_LENGTH, SignatureError, verify_signature
 
-__all__ = ["Deduper", "MAX_HEADER_BYTES", "SignatureError", "verify_signature"]
+__all__ = ["Deduper", "SignatureError", "verify_signature", "DEFAULT_TOLERANCE_S", "MAX_HEADER_LENGTH"]
+__version__ = "0.1.0"
