@@ -280,27 +280,23 @@ impl State {
         Ok(Response::Triggered { key })
     }
 
-    /// Replaces the live job of `job`'s name by `job`, keeping the due index in step.
+    /// Replaces a live job by `job` (same uid), keeping the due index in step.
     fn store_job(&mut self, job: Job) {
-        if let Some(old) = self.data.jobs.get(&job.spec.name).and_then(|old| due_key(old)) {
-            self.due.remove(&old);
-        }
-        self.index_job(&job);
-        match self.data.jobs.get_mut(&job.spec.name) {
-            Some(slot) => **slot = job,
-            None => {
-                self.data.jobs.insert(job.spec.name.clone(), Box::new(job));
-            }
-        }
+        self.update_job(job.uid, |slot| *slot = job);
     }
 
     /// Sets a live job's `next_fire_at` in place, keeping the due index in step.
     fn set_next_fire(&mut self, uid: JobUid, next: Option<DateTime<Utc>>) {
+        self.update_job(uid, |job| job.next_fire_at = next);
+    }
+
+    /// Changes a live job in place, moving its entry in the due index with it.
+    fn update_job(&mut self, uid: JobUid, change: impl FnOnce(&mut Job)) {
         let Some(job) = self.names.get(&uid).and_then(|name| self.data.jobs.get_mut(name)) else { return };
         if let Some(key) = due_key(job) {
             self.due.remove(&key);
         }
-        job.next_fire_at = next;
+        change(job);
         if let Some(key) = due_key(job) {
             self.due.insert(key);
         }

@@ -245,9 +245,8 @@ async fn dump(ctx: &Ctx, out: PathBuf) -> Result<String, CliError> {
     let summary = format!("wrote {}: {} nodes, {failures} failed requests\n", out.display(), dump.nodes.len());
     if failures > 0 {
         return Err(CliError::Incomplete(format!(
-            "wrote {}: {} nodes, {failures} failed requests (each with its error under nodes[] in the file)",
-            out.display(),
-            dump.nodes.len()
+            "{} (each with its error under nodes[] in the file)",
+            summary.trim_end()
         )));
     }
     Ok(match ctx.output {
