@@ -48,7 +48,7 @@ fn refusal(result: Result<impl std::fmt::Debug, Error>) -> (u16, String, Option<
 }
 
 async fn names_on(cluster: &Cluster, id: u64) -> anyhow::Result<BTreeSet<String>> {
-    Ok(client(cluster, id)?.list_all_jobs(None).await?.into_iter().map(|j| j.name).collect())
+    Ok(client(cluster, id)?.list_all_jobs(None).await?.jobs.into_iter().map(|j| j.name).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,10 @@ pub struct DevArgs {
     /// Port of the demo sink.
     #[arg(long, default_value_t = 7300)]
     pub sink_port: u16,
+    /// Serve the console's files from this folder, read at each request (for working on the
+    /// console without a rebuild).
+    #[arg(long, env = "BELFRY_CONSOLE_DIR")]
+    pub console_dir: Option<PathBuf>,
 }
 
 /// Starts three nodes, the sink and a demo job; runs until Ctrl-C.
@@ -45,6 +49,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // Peer TLS as in production: a CA and node certificates kept with the data.
     let certs = args.data_dir.join("certs");
     crate::certs::ensure(&certs, &[1, 2, 3], &[], false)?;
+    let console = crate::serve::console_files(args.console_dir.as_deref())?;
     let mut nodes = Vec::new();
     for i in 0..3u16 {
         let id = u64::from(i) + 1;
@@ -61,6 +66,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         c.egress = belfry_node::egress::EgressPolicy::allowing_private();
         c.auth = belfry_node::http::ApiAuth::Tokens { bootstrap: bootstrap.clone() };
         c.rate_limit = Some(belfry_node::http::RateLimit::default());
+        c.console = console.clone();
         nodes.push(belfry_node::Node::start(c).await?);
     }
 
@@ -74,7 +80,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("  node {}  http://{}  (gRPC {})", i + 1, http(i), grpc(i));
     }
     println!("  sink    http://{sink_addr}  (received deliveries: http://{sink_addr}/_sink/deliveries)");
-    println!("  admin   {endpoint}/  (its token field takes the admin token below)");
+    println!("  console {endpoint}/  (sign in with the admin token below)");
     println!("  certs   {}  (peer TLS: `belfry certs --dir {0} --nodes 4` for a node to add)", certs.display());
     println!();
     println!("The admin token of this run (the CLI reads BELFRY_TOKEN):");

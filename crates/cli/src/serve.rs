@@ -197,6 +197,10 @@ pub struct ServeArgs {
     /// Most live jobs the cluster may hold; a create beyond is 409 `quota_exceeded`.
     #[arg(long, env = "BELFRY_MAX_JOBS", default_value_t = belfry_node::http::DEFAULT_MAX_JOBS)]
     pub max_jobs: u64,
+    /// Serve the console's files from this folder, read at each request, instead of the copies
+    /// built into the binary (for working on the console).
+    #[arg(long, env = "BELFRY_CONSOLE_DIR")]
+    pub console_dir: Option<PathBuf>,
 }
 
 /// Whether `--signing-secret` (not `--signing-secret-file`) is on the command line `argv`,
@@ -407,6 +411,7 @@ impl ServeArgs {
             anyhow::bail!("--max-jobs must be positive");
         }
         c.max_jobs = self.max_jobs;
+        c.console = console_files(self.console_dir.as_deref())?;
         Ok(())
     }
 }
@@ -459,5 +464,16 @@ mod id_tests {
         for bad in ["belfry", "belfry-", "belfry-x", "belfry-+1", "b-18446744073709551615", ""] {
             assert!(id_from_hostname(bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// The console's files: a `--console-dir` holding `index.html`, or the built-in copies.
+pub fn console_files(dir: Option<&std::path::Path>) -> anyhow::Result<belfry_node::http::ConsoleFiles> {
+    match dir {
+        None => Ok(belfry_node::http::ConsoleFiles::Embedded),
+        Some(d) if belfry_node::http::console_dir_has_shell(d) => {
+            Ok(belfry_node::http::ConsoleFiles::Dir(d.to_path_buf()))
+        }
+        Some(d) => anyhow::bail!("--console-dir {}: no index.html there", d.display()),
     }
 }

@@ -58,6 +58,12 @@ pub struct JobQuery {
     /// Only paused (`true`) or only active (`false`) jobs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+    /// Only jobs whose name starts with this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Only failing (`true`) or only healthy (`false`) jobs (docs/API.md, "Jobs").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing: Option<bool>,
     /// Page size, 1..=1000 (server default 100); a page holds at most 500.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
@@ -223,15 +229,16 @@ impl Client {
     }
 
     /// Every job (following cursors), optionally only paused or only active ones.
-    pub async fn list_all_jobs(&self, paused: Option<bool>) -> Result<Vec<JobView>> {
-        let mut query = JobQuery { paused, limit: Some(MAX_PAGE), cursor: None };
-        let mut jobs = Vec::new();
+    pub async fn list_all_jobs(&self, paused: Option<bool>) -> Result<JobList> {
+        let mut query = JobQuery { paused, limit: Some(MAX_PAGE), ..JobQuery::default() };
+        let mut all = JobList { jobs: Vec::new(), next_cursor: None, total: 0, matching: 0 };
         loop {
             let page = self.list_jobs(&query).await?;
-            jobs.extend(page.jobs);
+            all.jobs.extend(page.jobs);
+            (all.total, all.matching) = (page.total, page.matching);
             match self.advance(query.cursor.as_deref(), page.next_cursor, "/v1/jobs")? {
                 Some(next) => query.cursor = Some(next),
-                None => return Ok(jobs),
+                None => return Ok(all),
             }
         }
     }

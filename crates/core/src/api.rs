@@ -15,7 +15,7 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// A job as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     /// The job's name.
     pub name: String,
@@ -52,6 +52,26 @@ pub struct JobView {
     /// The id of the token behind the last change.
     #[serde(default)]
     pub updated_by: Option<String>,
+    /// The status of the job's newest finished fire (`succeeded`, `dead_lettered`, `skipped`,
+    /// `cancelled`); absent before the first one finishes, and in the answers of writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    /// True while the newest finished fire is a dead letter or a fire waits to be retried;
+    /// absent in the answers of writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<bool>,
+}
+
+impl JobView {
+    /// The view of `job` with what `state` knows of its recent fires.
+    pub fn with_health(job: &Job, state: &crate::State) -> JobView {
+        let health = state.job_health(job.uid);
+        JobView {
+            last_status: health.last_status.map(|s| s.as_str().to_string()),
+            failing: Some(health.failing()),
+            ..JobView::from(job)
+        }
+    }
 }
 
 impl From<&Job> for JobView {
@@ -76,21 +96,29 @@ impl From<&Job> for JobView {
             updated_at: rfc3339(job.updated_at),
             created_by: job.created_by.clone(),
             updated_by: job.updated_by.clone(),
+            last_status: None,
+            failing: None,
         }
     }
 }
 
 /// A page of jobs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobList {
     /// The jobs, in name order.
     pub jobs: Vec<JobView>,
     /// Pass as `cursor` for the next page; null on the last.
     pub next_cursor: Option<String>,
+    /// Live jobs in the cluster.
+    #[serde(default)]
+    pub total: usize,
+    /// Live jobs the filters select, on every page.
+    #[serde(default)]
+    pub matching: usize,
 }
 
 /// One delivery attempt as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptView {
     /// 1, 2, ...
     pub number: u32,
@@ -129,7 +157,7 @@ impl From<&Attempt> for AttemptView {
 }
 
 /// A fire as the API shows it (`GET /v1/executions`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionView {
     /// The idempotency key.
     pub key: String,
@@ -198,7 +226,7 @@ impl ExecutionView {
 }
 
 /// A page of executions, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionList {
     /// The fires.
     pub executions: Vec<ExecutionView>,
@@ -207,7 +235,7 @@ pub struct ExecutionList {
 }
 
 /// What `POST /v1/dead-letters/requeue` and `/purge` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetterResult {
     /// How many dead letters were requeued or purged.
     pub count: usize,
@@ -216,7 +244,7 @@ pub struct DeadLetterResult {
 }
 
 /// `POST /v1/schedule/preview` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
     /// The schedule to evaluate.
@@ -230,7 +258,7 @@ pub struct PreviewRequest {
 }
 
 /// Instants of a schedule, as `preview` and `upcoming` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Instants {
     /// RFC 3339 UTC instants, ascending.
     pub instants: Vec<String>,
@@ -239,8 +267,53 @@ pub struct Instants {
     pub description: Option<String>,
 }
 
+/// `GET /v1/stats`: the cluster's fires over the last seconds, for the console's chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatsView {
+    /// Seconds covered.
+    pub window_seconds: u32,
+    /// The answering node's clock.
+    pub now: String,
+    /// One entry per second, oldest first; the last is the current, unfinished second.
+    pub seconds: Vec<SecondView>,
+}
+
+/// One second of [`StatsView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecondView {
+    /// The start of the second.
+    pub at: String,
+    /// Fires whose success was committed in this second.
+    pub succeeded: u32,
+    /// Attempts that failed in this second, retried or not.
+    pub failed: u32,
+    /// Fires dead-lettered in this second.
+    pub dead_lettered: u32,
+    /// Fires skipped by policy in this second.
+    pub skipped: u32,
+    /// Median start lag (send start minus instant) of the scheduled fires first sent in this
+    /// second, in milliseconds; null when none was.
+    pub lag_p50_ms: Option<i64>,
+    /// 99th percentile of the same.
+    pub lag_p99_ms: Option<i64>,
+}
+
+impl From<&crate::state::summary::SecondStats> for SecondView {
+    fn from(s: &crate::state::summary::SecondStats) -> Self {
+        SecondView {
+            at: rfc3339(s.at),
+            succeeded: s.succeeded,
+            failed: s.failed,
+            dead_lettered: s.dead_lettered,
+            skipped: s.skipped,
+            lag_p50_ms: s.lag_quantile(0.5),
+            lag_p99_ms: s.lag_quantile(0.99),
+        }
+    }
+}
+
 /// `GET /v1/cluster`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterView {
     /// The node answering.
     pub node: NodeId,
@@ -263,7 +336,7 @@ pub struct ClusterView {
 }
 
 /// One cluster member, as seen by the answering node (and probed by it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberView {
     /// Node id.
     pub id: NodeId,
@@ -291,7 +364,7 @@ pub struct MemberView {
 
 /// Every error the API returns: `{"error": {"code", "message", "field"}}`, and for a refused
 /// batch create also `"errors"`, one entry per refused spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
@@ -301,7 +374,7 @@ pub struct ErrorBody {
 }
 
 /// The error detail.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code (`invalid`, `not_found`, `conflict`, `no_leader`, ...).
     pub code: String,
@@ -313,7 +386,7 @@ pub struct ErrorDetail {
 
 /// Why one spec of a batch create was refused: the error single create would answer for it,
 /// with the spec's place in the batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ItemError {
     /// The spec's position in `jobs`, from 0.
     pub index: usize,
@@ -335,7 +408,7 @@ pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// What `POST /v1/jobs:batch` answers: how many jobs it created and, in the order of the
 /// request, each one's name, uid and first instant. The whole views are a `GET` away; an answer
 /// that echoed a thousand specs back would cost as much as the request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchCreated {
     /// The number of jobs created: every spec of the request.
     pub created: usize,
@@ -344,7 +417,7 @@ pub struct BatchCreated {
 }
 
 /// One job of a [`BatchCreated`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedJobView {
     /// The job's name.
     pub name: String,
@@ -361,7 +434,7 @@ impl From<&CreatedJob> for CreatedJobView {
 }
 
 /// `GET /v1/backup`: a consistent copy of the replicated state, and `belfry restore`'s input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Backup {
     /// Always [`Backup::FORMAT`].
     pub format: String,
@@ -372,6 +445,7 @@ pub struct Backup {
     /// The log index the state reflects.
     pub applied_index: u64,
     /// The state.
+    #[schema(value_type = Object)]
     pub data: crate::Data,
 }
 
@@ -381,7 +455,7 @@ impl Backup {
 }
 
 /// `POST /v1/tokens` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// `viewer`, `editor`, `operator` or `admin`.
@@ -391,7 +465,7 @@ pub struct TokenRequest {
 }
 
 /// A token as the API shows it: never its secret or the secret's hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenView {
     /// Public id, for revocation and in the `*_by` fields.
     pub id: String,
@@ -418,7 +492,7 @@ impl From<&Token> for TokenView {
 }
 
 /// What `POST /v1/tokens` answers: the only time the whole token is ever shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewToken {
     /// `bf_<id>_<secret>`, for `Authorization: Bearer`.
     pub token: String,
@@ -428,7 +502,7 @@ pub struct NewToken {
 }
 
 /// `GET /v1/tokens`: every replicated token, in id order (the bootstrap token is not one).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenList {
     /// The tokens.
     pub tokens: Vec<TokenView>,

@@ -265,7 +265,7 @@ pub const MAX_BATCH_JOBS: usize = 1000;
 
 /// Which dead letters a bulk requeue or purge touches: exactly one of `keys`, `job` or
 /// `all: true`. Also the body of `POST /v1/dead-letters/requeue` and `/purge`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterSelector {
     /// These fires; every one must be dead-lettered, or nothing changes.

@@ -39,6 +39,19 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+impl utoipa::PartialSchema for HumanDuration {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some(r"^\s*([0-9]+(ms|s|m|h|d))+\s*$"))
+            .description(Some("A duration: numbers with units ms, s, m, h, d, concatenated (`500ms`, `30s`, `1h30m`)."))
+            .examples(["30s"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for HumanDuration {}
+
 impl Serialize for HumanDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_string())

@@ -17,7 +17,7 @@ pub type NodeId = u64;
 /// The idempotency key of a fire: `"{job_uid}:{scheduled_at_unix_ms}"` for scheduled fires and
 /// `"{job_uid}:manual:{log_index}"` for manual triggers. Deterministic, so every leader computes
 /// the same key for the same fire, and it is the `Idempotency-Key` header on every attempt.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct FireKey(pub String);
 

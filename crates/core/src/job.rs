@@ -65,7 +65,7 @@ pub const MAX_RETRY_AGE: HumanDuration = HumanDuration::days(30);
 pub const MAX_HISTORY_AGE: HumanDuration = HumanDuration::days(3650);
 
 /// A job as users write it: name, schedule, HTTP target and policies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// Unique name, `[a-z0-9][a-z0-9._-]{0,127}`; the job's handle in the API.
@@ -92,7 +92,7 @@ pub struct JobSpec {
 }
 
 /// The HTTP request a fire sends. belfry adds its own headers (see DESIGN.md, "Delivery").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpTarget {
     /// `http://` or `https://` URL.
@@ -198,7 +198,7 @@ fn default_timeout() -> HumanDuration {
 }
 
 /// Overlap policy: whether a fire may start while an earlier fire of the job is unfinished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OverlapPolicy {
     /// Fires run concurrently.
@@ -211,7 +211,7 @@ pub enum OverlapPolicy {
 }
 
 /// Misfire handling: a fire claimed later than `grace` after its instant is a misfire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MisfirePolicy {
     /// What a misfire does.
@@ -233,7 +233,7 @@ impl Default for MisfirePolicy {
 }
 
 /// The action taken for missed fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MisfireAction {
     /// All missed fires coalesce into one.
@@ -246,7 +246,7 @@ pub enum MisfireAction {
 }
 
 /// Retry policy for failed deliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
@@ -289,7 +289,7 @@ impl Default for RetryPolicy {
 
 /// History retention: which finished fires (succeeded, skipped, dead-lettered) a job keeps.
 /// Unfinished fires are never removed. Applied inside apply() with the command's clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryPolicy {
     /// Keep at most this many finished fires (the newest); the cluster default (100) when unset.

@@ -25,6 +25,7 @@ mod fires;
 mod indexes;
 mod restore;
 mod retention;
+pub mod summary;
 pub mod tokens;
 
 use fires::new_fire;
@@ -342,6 +343,20 @@ impl State {
             None => Bound::Unbounded,
         };
         self.data.jobs.range((start, Bound::Unbounded)).map(|(_, j)| &**j)
+    }
+
+    /// Live jobs whose names start with `prefix`, in name order, starting after `after`.
+    pub fn jobs_with_prefix<'a>(&'a self, prefix: &'a str, after: Option<&str>) -> impl Iterator<Item = &'a Job> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        self.data
+            .jobs
+            .range((start, Bound::Unbounded))
+            .map(|(_, j)| &**j)
+            .take_while(move |j| j.spec.name.starts_with(prefix))
     }
 
     /// Number of live jobs.

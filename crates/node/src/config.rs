@@ -71,6 +71,8 @@ pub struct Config {
     pub rate_limit: Option<crate::http::RateLimit>,
     /// Most live jobs the cluster may hold; this node's creates carry it.
     pub max_jobs: u64,
+    /// Where the console's files come from (`--console-dir`; embedded by default).
+    pub console: crate::http::ConsoleFiles,
 }
 
 /// Default of [`Config::learner_max_lag`]: under two full AppendEntries batches
@@ -121,6 +123,7 @@ impl Config {
             metrics_auth: false,
             rate_limit: None,
             max_jobs: crate::http::DEFAULT_MAX_JOBS,
+            console: crate::http::ConsoleFiles::Embedded,
         }
     }
 }

@@ -88,7 +88,7 @@ pub const MAX_JITTER: Duration = Duration::from_secs(3_600);
 pub const MAX_CRON_BYTES: usize = 1_024;
 
 /// The user-facing form of a schedule: exactly one of `cron`, `every`, `at`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// 5 or 6 field cron expression (seconds first when 6), or an `@macro`.

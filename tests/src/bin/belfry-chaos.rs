@@ -439,7 +439,7 @@ async fn kill_all(env: &Env) -> anyhow::Result<String> {
     docker(&[&["start"][..], &containers[..]].concat()).await?;
     let leader = env.all_ready().await?;
     let client = &env.node(leader).client;
-    let jobs: BTreeSet<String> = client.list_all_jobs(None).await?.into_iter().map(|j| j.name).collect();
+    let jobs: BTreeSet<String> = client.list_all_jobs(None).await?.jobs.into_iter().map(|j| j.name).collect();
     let missing: Vec<&String> = live.difference(&jobs).collect();
     anyhow::ensure!(missing.is_empty(), "jobs lost by the restart: {missing:?}");
     for key in &sample {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use belfry_client::JobQuery;
-use belfry_core::api::{ExecutionView, Instants, JobList, JobView};
+use belfry_core::api::{ExecutionView, Instants, JobView};
 use belfry_schedule::ScheduleSpec;
 use clap::{Args, Subcommand};
 
@@ -160,9 +160,11 @@ async fn list(ctx: &Ctx, a: ListArgs) -> Result<String, CliError> {
         _ => None,
     };
     let page = if a.pages.all {
-        JobList { jobs: ctx.client.list_all_jobs(paused).await?, next_cursor: None }
+        ctx.client.list_all_jobs(paused).await?
     } else {
-        ctx.client.list_jobs(&JobQuery { paused, limit: a.pages.limit, cursor: a.pages.cursor }).await?
+        ctx.client
+            .list_jobs(&JobQuery { paused, limit: a.pages.limit, cursor: a.pages.cursor, ..JobQuery::default() })
+            .await?
     };
     if ctx.output == Output::Json {
         return json(&page);

@@ -33,7 +33,7 @@ pub const SECRET_SHA256_LEN: usize = 64;
 pub const BOOTSTRAP_ID: &str = "bootstrap";
 
 /// What a token may do; each role may do everything the roles before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads: jobs, executions, dead letters, cluster status (not backups, not tokens).

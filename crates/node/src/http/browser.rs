@@ -9,29 +9,23 @@
 //!   without asking; `application/json` needs a CORS preflight, which belfry never grants.
 //! - Every response carries `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`,
 //!   `Referrer-Policy: no-referrer`, `Cache-Control: no-store` and a content security policy:
-//!   `default-src 'none'` for the API, and for the admin page one that allows exactly its own
-//!   inline script and style (by hash) and fetches to this node.
+//!   `default-src 'none'` for the API, and for the console's pages one that allows scripts,
+//!   styles and fetches from this node only, and nothing inline (`console`).
 //!
 //! API tokens are sent as `Authorization` headers, never cookies, so a browser never attaches
 //! one on its own: with authentication on, a cross-site request has no credentials to abuse.
 //! These checks are what is left with `--no-auth`, and a second wall with it on.
-
-use std::sync::OnceLock;
 
 use axum::body::HttpBody;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 
 /// Longest piece of a client's header echoed in an error message.
 const MAX_ECHO: usize = 200;
-
-/// The admin page.
-pub const PAGE: &str = include_str!("ui.html");
 
 /// 403 unless `Origin` is absent, or names this node (`advertised`, `host:port`) or the
 /// request's `Host`.
@@ -129,31 +123,6 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     response
 }
 
-/// The admin page's policy: its one inline script and one inline style, by hash, fetches to
-/// this node only, and nothing else (no frames, no forms, no plugins, no base URL).
-pub fn page_policy() -> &'static HeaderValue {
-    static POLICY: OnceLock<HeaderValue> = OnceLock::new();
-    POLICY.get_or_init(|| {
-        let script = inline_hash(PAGE, "<script>", "</script>");
-        let style = inline_hash(PAGE, "<style>", "</style>");
-        let policy = format!(
-            "default-src 'none'; script-src {script}; style-src {style}; connect-src 'self'; img-src 'self'; \
-             base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-        );
-        HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'none'"))
-    })
-}
-
-/// The CSP source `'sha256-…'` of the text between the first `open` and the next `close`
-/// (`'none'` when the page has no such block).
-fn inline_hash(page: &str, open: &str, close: &str) -> String {
-    use base64::Engine as _;
-    let Some(body) = page.split_once(open).and_then(|(_, rest)| rest.split_once(close)).map(|(body, _)| body) else {
-        return "'none'".into();
-    };
-    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body.as_bytes())))
-}
-
 /// `s` cut to [`MAX_ECHO`] bytes on a character boundary.
 fn clip(s: &str) -> &str {
     let mut end = s.len().min(MAX_ECHO);
@@ -190,24 +159,5 @@ mod tests {
             assert!(origin(bad, Some("127.0.0.1:7101")).is_err(), "{bad} passed");
         }
         assert!(origin("http://127.0.0.1:7101/path", None).is_err(), "an origin has no path");
-    }
-
-    #[test]
-    fn the_page_policy_covers_every_inline_block_and_allows_nothing_else_inline() {
-        assert_eq!(PAGE.matches("<script").count(), 1, "one inline script, covered by its hash");
-        assert_eq!(PAGE.matches("<style").count(), 1, "one inline style, covered by its hash");
-        for attribute in [" style=", " onclick=", " onload=", " onsubmit=", "javascript:"] {
-            assert!(!PAGE.contains(attribute), "{attribute} would need 'unsafe-inline'");
-        }
-        let policy = page_policy().to_str().unwrap();
-        assert!(!policy.contains("unsafe"), "{policy}");
-        let script = inline_hash(PAGE, "<script>", "</script>");
-        assert!(policy.contains(&format!("script-src {script};")), "{policy}");
-        assert_eq!(
-            inline_hash("<script>abc</script>", "<script>", "</script>"),
-            "'sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0='",
-            "the hash of exactly the block's text, in standard base64"
-        );
-        assert_eq!(inline_hash("<p>", "<script>", "</script>"), "'none'");
     }
 }

@@ -3,7 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use belfry_core::api::{DeadLetterResult, ExecutionList, ExecutionView};
+use belfry_core::api::{rfc3339, DeadLetterResult, ExecutionList, ExecutionView, SecondView, StatsView};
+use belfry_core::state::summary::MAX_STATS_WINDOW_SECS;
 use belfry_core::{Command, DeadLetterSelector, FireKey, FireStatus, Response};
 use chrono::Utc;
 use serde::Deserialize;
@@ -14,8 +15,34 @@ use super::extract::{Body, Param, Query};
 use super::jobs::{fill_page, page_limit};
 use super::Api;
 
+/// `GET /v1/stats` parameters.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    seconds: Option<u32>,
+}
+
+/// Default window of `GET /v1/stats`.
+const DEFAULT_STATS_SECONDS: u32 = 60;
+
+/// `GET /v1/stats`: the cluster's fires second by second (from the replicated state, so every
+/// node answers the same), for the console's chart.
+pub async fn stats(State(ctx): State<Api>, Query(q): Query<StatsQuery>) -> Result<Json<StatsView>, ApiError> {
+    let window = q.seconds.unwrap_or(DEFAULT_STATS_SECONDS);
+    if !(1..=MAX_STATS_WINDOW_SECS).contains(&window) {
+        return Err(ApiError::invalid("seconds", format!("must be between 1 and {MAX_STATS_WINDOW_SECS}")));
+    }
+    ctx.linearize().await?;
+    let now = Utc::now();
+    let applied = ctx.shared.read();
+    let seconds = applied.state.recent_seconds(now, window).iter().map(SecondView::from).collect();
+    Ok(Json(StatsView { window_seconds: window, now: rfc3339(now), seconds }))
+}
+
 /// `GET /v1/executions` parameters.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     job: Option<String>,
@@ -25,7 +52,8 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/dead-letters` parameters: `status`, if given, can only be `dead_lettered`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterQuery {
     job: Option<String>,

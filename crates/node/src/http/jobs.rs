@@ -67,23 +67,39 @@ pub async fn create(
     Ok((StatusCode::CREATED, job_response(response)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     paused: Option<bool>,
+    failing: Option<bool>,
+    prefix: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
 
 pub async fn list(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<Json<JobList>, ApiError> {
     let limit = page_limit(q.limit)?;
+    let prefix = q.prefix.unwrap_or_default();
+    if prefix.len() > belfry_core::job::MAX_NAME_BYTES {
+        return Err(ApiError::invalid(
+            "prefix",
+            format!("longer than a job name ({} bytes)", belfry_core::job::MAX_NAME_BYTES),
+        ));
+    }
     ctx.linearize().await?;
     let applied = ctx.shared.read();
-    let matching =
-        applied.state.jobs_after(q.cursor.as_deref()).filter(|j| q.paused.is_none_or(|p| j.spec.paused == p));
-    let (jobs, more) = fill_page(matching.map(JobView::from), limit);
+    let state = &applied.state;
+    let selected = |job: &&belfry_core::Job| {
+        q.paused.is_none_or(|p| job.spec.paused == p)
+            && q.failing.is_none_or(|f| state.job_health(job.uid).failing() == f)
+    };
+    let matching = state.jobs_with_prefix(&prefix, None).filter(selected).count();
+    let page =
+        state.jobs_with_prefix(&prefix, q.cursor.as_deref()).filter(selected).map(|j| JobView::with_health(j, state));
+    let (jobs, more) = fill_page(page, limit);
     let next_cursor = if more { jobs.last().map(|j| j.name.clone()) } else { None };
-    Ok(Json(JobList { jobs, next_cursor }))
+    Ok(Json(JobList { jobs, next_cursor, total: state.job_count(), matching }))
 }
 
 /// Checks `limit`: 1 to [`MAX_LIMIT`], default 100; a page holds at most [`MAX_PAGE`] whatever
@@ -136,7 +152,11 @@ fn json_size<T: serde::Serialize>(value: &T) -> usize {
 pub async fn get(State(ctx): State<Api>, Param(name): Param<String>) -> Result<Versioned, ApiError> {
     ctx.linearize().await?;
     let applied = ctx.shared.read();
-    applied.state.job(&name).map(|j| Versioned(JobView::from(j))).ok_or_else(|| ApiError::not_found("job", &name))
+    applied
+        .state
+        .job(&name)
+        .map(|j| Versioned(JobView::with_health(j, &applied.state)))
+        .ok_or_else(|| ApiError::not_found("job", &name))
 }
 
 pub async fn replace(
@@ -235,7 +255,8 @@ pub async fn trigger(
     Ok((StatusCode::ACCEPTED, Json(ExecutionView::of(fire, false))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CountQuery {
     count: Option<usize>,

@@ -15,11 +15,13 @@
 pub mod auth;
 mod browser;
 mod cluster;
+mod console;
 mod edge;
 mod error;
 mod executions;
 mod extract;
 mod jobs;
+mod openapi;
 pub mod rate;
 mod serve;
 mod stall;
@@ -30,14 +32,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
 use belfry_core::Role;
 
 pub use auth::{Access, ApiAuth, BootstrapToken};
+pub use console::{has_shell as console_dir_has_shell, ConsoleFiles};
 pub use error::ApiError;
 pub use jobs::{DEFAULT_MAX_JOBS, MAX_PAGE, MAX_PAGE_BYTES};
 pub use rate::RateLimit;
@@ -65,12 +68,24 @@ pub struct Route {
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
+    /// A page or file of the console rather than an API operation.
+    pub console: bool,
     handler: fn() -> MethodRouter<Api>,
 }
 
 macro_rules! route {
     ($method:ident $path:expr, $access:expr, $handler:path) => {
-        Route { method: Method::$method, path: $path, access: $access, handler: || on(MethodFilter::$method, $handler) }
+        Route {
+            method: Method::$method,
+            path: $path,
+            access: $access,
+            console: false,
+            handler: || on(MethodFilter::$method, $handler),
+        }
+    };
+    // A page or file of the console: open (the page asks for a token to read the API).
+    (console $path:expr, $handler:path) => {
+        Route { method: Method::GET, path: $path, access: Access::Open, console: true, handler: || get($handler) }
     };
     // A route whose bodies may be larger than [`MAX_REQUEST_BYTES`]; the edge reads them up to
     // the same size ([`HttpLimits::body_limit`]).
@@ -79,6 +94,7 @@ macro_rules! route {
             method: Method::$method,
             path: $path,
             access: $access,
+            console: false,
             handler: || on(MethodFilter::$method, $handler).layer(DefaultBodyLimit::max($limit)),
         }
     };
@@ -112,6 +128,7 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/v1/dead-letters/purge", EDITOR, executions::purge_many),
     route!(DELETE "/v1/dead-letters/{key}", EDITOR, executions::purge),
     route!(POST "/v1/dead-letters/{key}/requeue", EDITOR, executions::requeue),
+    route!(GET "/v1/stats", VIEWER, executions::stats),
     route!(GET "/v1/cluster", VIEWER, cluster::status),
     route!(POST "/v1/cluster/members", OPERATOR, cluster::add_member),
     route!(DELETE "/v1/cluster/members/{id}", OPERATOR, cluster::remove_member),
@@ -123,7 +140,16 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/healthz", Access::Open, cluster::healthz),
     route!(GET "/readyz", Access::Open, cluster::readyz),
     route!(GET "/metrics", Access::Metrics, metrics),
-    route!(GET "/", Access::Open, ui),
+    route!(GET "/v1/openapi.json", Access::Open, openapi::serve),
+    // The console: every page path answers the same shell (`console`), which asks the API.
+    route!(console "/", console::page),
+    route!(console "/jobs/{name}", console::page),
+    route!(console "/jobs/{name}/edit", console::page),
+    route!(console "/new-job", console::page),
+    route!(console "/executions/{key}", console::page),
+    route!(console "/dead-letters", console::page),
+    route!(console "/cluster", console::page),
+    route!(console "/console/{file}", console::asset),
 ];
 
 /// The router of every route in [`ROUTES`], behind the guard of `auth`.
@@ -165,10 +191,6 @@ async fn metrics(State(ctx): State<Api>) -> impl IntoResponse {
     crate::node::refresh_gauges(&ctx);
     let (content_type, body) = ctx.metrics.render();
     ([(axum::http::header::CONTENT_TYPE, content_type)], body)
-}
-
-async fn ui() -> impl IntoResponse {
-    ([(header::CONTENT_SECURITY_POLICY, browser::page_policy().clone())], Html(browser::PAGE))
 }
 
 #[cfg(test)]

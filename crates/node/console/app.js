@@ -1,24 +1,3 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>belfry</title>
-<style>
-  body { font: 14px system-ui, sans-serif; margin: 2rem; color: #222; }
-  h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
-  table { border-collapse: collapse; width: 100%; }
-  th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ddd; }
-  .ok { color: #060; } .bad { color: #a00; } code { font-size: 12px; }
-</style>
-</head>
-<body>
-<h1>belfry <span id="node"></span></h1>
-<p><label>API token <input id="token" type="password" autocomplete="off" size="48"></label> <button id="use-token">use</button>
-  <small>kept in this tab only (sessionStorage)</small></p>
-<h2>Cluster</h2><div id="cluster">loading…</div>
-<h2>Jobs</h2><div id="jobs">loading…</div>
-<h2>Recent executions</h2><div id="execs">loading…</div>
-<script>
 const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;"}[c]));
 const table = (cols, rows) => "<table><tr>" + cols.map(c => "<th>" + esc(c) + "</th>").join("") + "</tr>" +
   rows.map(r => "<tr>" + r.map(v => "<td>" + v + "</td>").join("") + "</tr>").join("") + "</table>";
@@ -52,6 +31,3 @@ async function refresh() {
   } catch (e) { document.getElementById("execs").textContent = "error: " + e.message; }
 }
 refresh(); setInterval(refresh, 2000);
-</script>
-</body>
-</html>
