@@ -45,7 +45,7 @@ impl std::fmt::Display for FireKey {
 }
 
 /// Where a fire is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FireStatus {
     /// Claimed, waiting to be dispatched (buffered behind a running fire, or requeued).

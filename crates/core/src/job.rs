@@ -69,6 +69,7 @@ pub const MAX_HISTORY_AGE: HumanDuration = HumanDuration::days(3650);
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// Unique name, `[a-z0-9][a-z0-9._-]{0,127}`; the job's handle in the API.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")]
     pub name: String,
     /// When the job fires.
     pub schedule: ScheduleSpec,
@@ -96,6 +97,7 @@ pub struct JobSpec {
 #[serde(deny_unknown_fields)]
 pub struct HttpTarget {
     /// `http://` or `https://` URL.
+    #[schema(max_length = 2048, pattern = "^[hH][tT][tT][pP][sS]?://")]
     pub url: String,
     /// HTTP method; POST by default.
     #[serde(default = "default_method")]
@@ -251,6 +253,7 @@ pub enum MisfireAction {
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     #[serde(default = "default_attempts")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
     /// Backoff before the second attempt; it doubles for each further one.
     #[serde(default = "default_initial_backoff")]
@@ -294,6 +297,7 @@ impl Default for RetryPolicy {
 pub struct HistoryPolicy {
     /// Keep at most this many finished fires (the newest); the cluster default (100) when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_count: Option<u32>,
     /// Forget a finished fire this long after it finished; kept until pushed out by count when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

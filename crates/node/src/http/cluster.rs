@@ -88,7 +88,10 @@ impl From<MembershipError> for ApiError {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
+    /// The new node's id (positive, unused).
+    #[schema(minimum = 1)]
     id: u64,
+    /// Its gRPC address, `host:port`, as the other nodes reach it.
     grpc_addr: String,
     /// Accepted for symmetry with `/v1/cluster`; members report their HTTP address themselves.
     #[serde(default)]
@@ -124,6 +127,7 @@ fn looks_like_host_port(s: &str) -> bool {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveQuery {
+    /// Remove even when the rest would have no reachable majority.
     #[serde(default)]
     force: bool,
 }
@@ -142,6 +146,7 @@ pub async fn remove_member(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transfer {
+    /// The voter to hand leadership to; the most caught-up one when absent.
     #[serde(default)]
     to: Option<u64>,
 }

@@ -20,6 +20,8 @@ use super::Api;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
+    /// Seconds to cover, the current one last (default 60).
+    #[param(minimum = 1, maximum = 300)]
     seconds: Option<u32>,
 }
 
@@ -45,9 +47,15 @@ pub async fn stats(State(ctx): State<Api>, Query(q): Query<StatsQuery>) -> Resul
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only the fires of the live job of this name.
     job: Option<String>,
+    /// Only fires with this status.
+    #[param(value_type = Option<FireStatus>)]
     status: Option<String>,
+    /// Page size (a page holds at most 500 items, and about 4 MiB).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -56,9 +64,15 @@ pub struct ListQuery {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterQuery {
+    /// Only the dead letters of the live job of this name.
     job: Option<String>,
+    /// Only `dead_lettered`, the one status dead letters have.
+    #[param(pattern = "^dead_lettered$")]
     status: Option<String>,
+    /// Page size (a page holds at most 500 items, and about 4 MiB).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 

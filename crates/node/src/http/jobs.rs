@@ -71,10 +71,18 @@ pub async fn create(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only paused (`true`) or only active (`false`) jobs.
     paused: Option<bool>,
+    /// Only failing (`true`: the newest finished fire is a dead letter, or a fire is being
+    /// retried) or only healthy (`false`) jobs.
     failing: Option<bool>,
+    /// Only jobs whose name starts with this.
+    #[param(max_length = 128)]
     prefix: Option<String>,
+    /// Page size (a page holds at most 500 items, and about 4 MiB).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -259,6 +267,8 @@ pub async fn trigger(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CountQuery {
+    /// How many instants (default 10).
+    #[param(minimum = 1, maximum = 1000)]
     count: Option<usize>,
 }
 

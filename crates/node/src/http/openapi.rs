@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use belfry_core::api::{ErrorBody, ErrorDetail, ItemError};
-use belfry_core::JobSpec;
+use belfry_core::{FireStatus, JobSpec};
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, PathItem};
 use utoipa::openapi::response::{Response as Answer, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -49,7 +49,7 @@ pub struct JobBatch {
         paths::transfer_leadership, paths::backup, paths::create_token, paths::list_tokens, paths::revoke_token,
         paths::healthz, paths::readyz, paths::metrics, paths::openapi,
     ),
-    components(schemas(ErrorBody, ErrorDetail, ItemError)),
+    components(schemas(ErrorBody, ErrorDetail, ItemError, FireStatus)),
     modifiers(&Contract),
     security(("bearer" = [])),
 )]

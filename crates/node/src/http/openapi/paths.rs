@@ -91,7 +91,10 @@ fn preview() {}
 
 /// Lists fires, newest claim first.
 #[utoipa::path(get, path = "/v1/executions", tag = "executions", params(ExecutionQuery),
-    responses((status = 200, description = "One page", body = ExecutionList)))]
+    responses(
+        (status = 200, description = "One page", body = ExecutionList),
+        (status = 404, description = "`not_found`: `job` names no live job", body = ErrorBody),
+    ))]
 fn list_executions() {}
 
 /// Reads one fire with every attempt.
@@ -107,13 +110,17 @@ fn stats() {}
 
 /// Lists dead letters, newest claim first.
 #[utoipa::path(get, path = "/v1/dead-letters", tag = "dead letters", params(DeadLetterQuery),
-    responses((status = 200, description = "One page", body = ExecutionList)))]
+    responses(
+        (status = 200, description = "One page", body = ExecutionList),
+        (status = 404, description = "`not_found`: `job` names no live job", body = ErrorBody),
+    ))]
 fn list_dead_letters() {}
 
 /// Requeues the selected dead letters (keys, a job's, or all), or none.
 #[utoipa::path(post, path = "/v1/dead-letters/requeue", tag = "dead letters", request_body = DeadLetterSelector,
     responses(
         (status = 200, description = "Requeued", body = DeadLetterResult),
+        (status = 404, description = "`not_found`: a selected key is no fire, or `job` names no live job", body = ErrorBody),
         (status = 409, description = "`conflict`: a selected fire is not a dead letter, or its job is gone", body = ErrorBody),
     ))]
 fn requeue_dead_letters() {}
@@ -122,6 +129,7 @@ fn requeue_dead_letters() {}
 #[utoipa::path(post, path = "/v1/dead-letters/purge", tag = "dead letters", request_body = DeadLetterSelector,
     responses(
         (status = 200, description = "Purged", body = DeadLetterResult),
+        (status = 404, description = "`not_found`: a selected key is no fire, or `job` names no live job", body = ErrorBody),
         (status = 409, description = "`conflict`: a selected fire is not a dead letter", body = ErrorBody),
     ))]
 fn purge_dead_letters() {}
