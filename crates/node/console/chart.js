@@ -13,7 +13,7 @@ const OUTCOMES = [
   ["skipped", "Skipped"],
 ];
 const W = 600;
-const H = 150;
+const H = 120;
 const PAD = { left: 44, right: 8, top: 10, bottom: 22 };
 
 /** Starts the chart in `host`; it stops when `signal` aborts. */

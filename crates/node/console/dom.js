@@ -47,15 +47,15 @@ export function mount(el, ...children) {
   return append(el, children);
 }
 
-const localFormat = new Intl.DateTimeFormat(undefined, {
-  year: "numeric", month: "short", day: "2-digit",
-  hour: "2-digit", minute: "2-digit", second: "2-digit",
-});
+const timeParts = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
+const sameYearFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", ...timeParts });
+const otherYearFormat = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", ...timeParts });
 
-/** The instant `iso` in the browser's zone ("Mar 29, 2026, 03:30:00"). */
+/** The instant `iso` in the browser's zone ("Mar 29, 03:30:00"; the year only when not this year). */
 export function localTime(iso) {
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? String(iso) : localFormat.format(d);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return (d.getFullYear() === new Date().getFullYear() ? sameYearFormat : otherYearFormat).format(d);
 }
 
 /** The instant `iso` as UTC without milliseconds ("2026-03-29 01:30:00 UTC"). */

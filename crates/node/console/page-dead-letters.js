@@ -27,10 +27,9 @@ export async function renderDeadLetters(root, ctx) {
   mount(root,
     h("div", { class: "page-head" },
       h("div", {}, h("h1", {}, "Dead letters"),
-        h("p", { class: "muted" }, "Fires whose attempts ran out, or whose target refused them for good. A requeue delivers one again with the same key and a fresh retry budget; a purge forgets it.")),
-      h("div", { class: "actions" }, requeueAll)),
+        h("p", { class: "muted page-intro" }, "Fires whose attempts ran out, or whose target refused them for good. A requeue delivers one again with the same key and a fresh retry budget; a purge forgets it."))),
     h("section", { class: "card" }, filter,
-      h("div", { class: "toolbar" }, requeueSelected, purgeSelected, selection),
+      h("div", { class: "toolbar" }, requeueSelected, purgeSelected, selection, h("span", { class: "spacer" }), requeueAll),
       list, pagerHost));
 
   const updateSelection = () => {

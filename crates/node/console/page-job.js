@@ -30,9 +30,10 @@ export async function renderJob(root, ctx, name) {
 
   mount(root, head,
     h("div", { class: "grid-2" },
-      section("Schedule", [summary, upcoming]),
-      section("Spec", spec, copyButton(spec))),
-    section("History", [historyBody, historyPager], refresh, { id: "history-card" }));
+      section("Schedule", summary),
+      section("Next 10 fires", upcoming)),
+    section("History", [historyBody, historyPager], refresh, { id: "history-card" }),
+    section("Spec", spec, copyButton(spec)));
 
   const pager = new CursorPager();
   let historySeq = 0;
@@ -80,7 +81,7 @@ export async function renderJob(root, ctx, name) {
       const up = await api.get(`${base}/upcoming?count=10`, { signal: ctx.signal });
       const rows = up.instants.map((iso, i) => h("tr", {}, h("td", { class: "num" }, String(i + 1)), h("td", {}, localTime(iso)), h("td", { class: "muted" }, utcTime(iso))));
       if (!rows.length) rows.push(emptyRow(3, job.paused ? "No upcoming fires while the job is paused." : "No upcoming fires."));
-      mount(upcoming, h("h3", {}, "Next 10 fires"),
+      mount(upcoming,
         h("table", { class: "table table-compact", id: "upcoming-table" },
           h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "Local time"), h("th", {}, "UTC"))),
           h("tbody", {}, rows)));
