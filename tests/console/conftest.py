@@ -151,6 +151,7 @@ class Console:
     def shot(self, name):
         if self.shots:
             self.shots.mkdir(parents=True, exist_ok=True)
+            self.driver.execute_script("window.scrollTo(0, 0)")
             self.driver.save_screenshot(str(self.shots / f"{name}.png"))
 
 

@@ -138,7 +138,7 @@ log "cluster ready"
 start=$(date +%s)
 set +e
 BELFRY_URL=http://127.0.0.1:$BASE BELFRY_NODES="http://127.0.0.1:$BASE http://127.0.0.1:$((BASE + 1)) http://127.0.0.1:$((BASE + 2))" \
-  BELFRY_TOKEN=$TOKEN BELFRY_SINK_URL=http://127.0.0.1:$SINK \
+  BELFRY_TOKEN=$TOKEN PYTHONDONTWRITEBYTECODE=1 BELFRY_SINK_URL=http://127.0.0.1:$SINK \
   timeout --kill-after=10 "$PYTEST_TIMEOUT" "$VENV/bin/python" -m pytest "$HERE" -q -rA "$@"
 rc=$?
 set -e

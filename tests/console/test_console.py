@@ -96,6 +96,7 @@ def test_create_a_job_in_the_form_after_a_field_error(console, api, sink):
     console.wait(lambda d: "Europe/Berlin" in d.find_element(By.ID, "preview-description").text, "no zone in the description")
     assert len(console.all("#preview-instants li")) == 5
     assert not console.css("#err-schedule-cron").is_displayed()
+    console.wait(lambda d: not d.find_element(By.ID, "form-error").is_displayed(), "the banner outlived the field error")
 
     console.click("#add-header")
     row = console.all('[data-test="header-row"]')[-1]
@@ -344,7 +345,7 @@ def test_cluster_page_marks_the_leader(console, api, nodes):
 
 def test_no_content_security_policy_violation_or_script_error(driver):
     problems = [e["message"] for e in driver.get_log("browser")
-                if "Content Security Policy" in e["message"] or "Refused to" in e["message"] or "Uncaught" in e["message"]]
+                if any(w in e["message"] for w in ("Content Security Policy", "Refused to", "Uncaught"))]
     assert not problems, "\n".join(problems)
 
 

@@ -17,7 +17,7 @@ const ROUTES = [
   { pattern: /^\/new-job$/, nav: "jobs", title: "New job", render: (root, ctx) => renderJobForm(root, ctx, null) },
   { pattern: /^\/jobs\/([^/]+)\/edit$/, nav: "jobs", title: "Edit job", render: (root, ctx, name) => renderJobForm(root, ctx, name) },
   { pattern: /^\/jobs\/([^/]+)$/, nav: "jobs", title: "Job", render: renderJob },
-  { pattern: /^\/executions\/([^/]+)$/, nav: "dead-letters", title: "Execution", render: renderExecution },
+  { pattern: /^\/executions\/([^/]+)$/, nav: "execution", title: "Execution", render: renderExecution },
   { pattern: /^\/dead-letters$/, nav: "dead-letters", title: "Dead letters", render: renderDeadLetters },
   { pattern: /^\/cluster$/, nav: "cluster", title: "Cluster", render: renderCluster },
 ];

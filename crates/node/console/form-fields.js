@@ -16,12 +16,13 @@ function errorSlot(path) {
 }
 
 /** A labelled input with a hint and an error slot; `control` defaults to a text input. */
-function field(path, label, { hint = "", control = null, placeholder = "", type = "text", wide = false } = {}) {
+function field(path, label, { hint = "", control = null, placeholder = "", type = "text", wide = false, span = 1 } = {}) {
   const input = control || h("input", { type, placeholder, autocomplete: "off", spellcheck: "false" });
   input.id = inputId(path);
   input.dataset.field = path;
   input.setAttribute("aria-describedby", `err-${inputId(path).slice(2)}`);
-  return h("div", { class: wide ? "field field-wide" : "field", "data-field-wrap": path },
+  const cls = wide ? "field field-wide" : span === 2 ? "field field-span2" : "field";
+  return h("div", { class: cls, "data-field-wrap": path },
     h("label", { class: "label", for: input.id }, label), input,
     hint ? h("p", { class: "hint" }, hint) : null, errorSlot(path));
 }
@@ -68,7 +69,7 @@ export function buildFields({ editing }) {
     start_at: field("schedule.start_at", "Not before", { placeholder: "optional, RFC 3339" }),
     end_at: field("schedule.end_at", "Not after", { placeholder: "optional, RFC 3339" }),
     jitter: field("schedule.jitter", "Jitter", { placeholder: "none", hint: "Each fire is delayed by up to this much." }),
-    url: field("target.url", "URL", { placeholder: "https://service.internal/run", type: "url", wide: true }),
+    url: field("target.url", "URL", { placeholder: "https://service.internal/run", type: "url", span: 2 }),
     method: field("target.method", "Method", { control: select(["POST", "GET", "PUT", "PATCH", "DELETE", "HEAD"].map((m) => [m, m])) }),
     timeout: field("target.timeout", "Timeout", { placeholder: "30s", hint: "Per attempt, 1 ms to 15 min." }),
     body: field("target.body", "Body", { control: h("textarea", { rows: 4, spellcheck: "false", placeholder: "{\"kind\": \"nightly\"}" }), wide: true, hint: "Up to 64 KiB. A JSON body goes with Content-Type: application/json unless a header says otherwise." }),

@@ -41,7 +41,7 @@ export async function renderExecution(root, ctx, key) {
         ["Worker", x.worker ?? "—"],
         ["Next attempt", timeEl(x.next_attempt_at)],
         ["Requeued by", x.requeued_by ?? "—"],
-      ], { id: "exec-details" })),
+      ], { id: "exec-details", class: "details details-2" })),
       section("Attempts", attemptsTable(x.attempt_log || [])));
   }
 
@@ -83,7 +83,7 @@ function attemptsTable(log) {
     h("td", { class: "num" }, duration(a.duration_ms)),
     h("td", {}, statusBadge(a.result)),
     h("td", { class: "num", "data-test": "attempt-http" }, a.http_status ?? "—"),
-    h("td", { class: "error-text" }, a.error ?? "—"),
+    h("td", {}, a.error ? h("span", { class: "error-text" }, a.error) : h("span", { class: "muted" }, "—")),
     h("td", {}, a.body_excerpt ? h("pre", { class: "excerpt" }, a.body_excerpt) : h("span", { class: "muted" }, "—"))));
   if (!rows.length) rows.push(emptyRow(headers.length, "No attempt yet."));
   return h("table", { class: "table", id: "attempts-table" },

@@ -114,6 +114,7 @@ export async function renderJobForm(root, ctx, name) {
       const out = await api.post("/v1/schedule/preview", { schedule, count: PREVIEW_COUNT }, { signal: ctx.signal });
       if (mine !== previewSeq) return;
       clearFieldErrors(form, "schedule");
+      syncFormError();
       mount(preview,
         h("p", { class: "description", id: "preview-description" }, out.description || ""),
         out.instants.length
@@ -130,6 +131,15 @@ export async function renderJobForm(root, ctx, name) {
     } finally {
       if (mine === previewSeq) preview.removeAttribute("aria-busy");
     }
+  }
+  // A field's error goes once the field is edited; the banner pointing at it goes with the last one.
+  form.addEventListener("input", (e) => {
+    const path = e.target.closest("[data-field]")?.dataset.field;
+    if (path && !path.startsWith("schedule")) clearFieldErrors(form, path);
+    syncFormError();
+  });
+  function syncFormError() {
+    if (formError.dataset.kind === "field" && !form.querySelector("[data-error-for]:not([hidden])")) formError.hidden = true;
   }
   const schedulePreview = debounce(runPreview, PREVIEW_DELAY_MS);
   fields.scheduleGroup.addEventListener("input", schedulePreview);
@@ -177,10 +187,12 @@ export async function renderJobForm(root, ctx, name) {
       (control || slot).scrollIntoView({ block: "center" });
       if (control && control.focus) control.focus({ preventScroll: true });
       mount(formError, "The cluster refused the job: see the field marked below.");
+      formError.dataset.kind = "field";
       formError.hidden = false;
       return;
     }
     mount(formError, err.field ? `${err.field}: ${describeError(err)}` : describeError(err));
+    formError.dataset.kind = "general";
     formError.hidden = false;
     formError.scrollIntoView({ block: "center" });
   }
