@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -99,7 +100,9 @@ class Console:
         self.shots = shots
 
     def wait(self, condition, message="", timeout=WAIT):
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition, message)
+        # A page re-renders parts of itself (refreshes, paging): an element read mid-way is retried.
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored).until(condition, message)
 
     def css(self, selector):
         return self.driver.find_element(By.CSS_SELECTOR, selector)
@@ -193,4 +196,13 @@ def driver():
 @pytest.fixture(scope="session")
 def console(driver):
     shots = os.environ.get("BELFRY_CONSOLE_SHOTS")
-    return Console(driver, need("BELFRY_URL"), need("BELFRY_TOKEN"), Path(shots) if shots else None)
+    c = Console(driver, need("BELFRY_URL"), need("BELFRY_TOKEN"), Path(shots) if shots else None)
+    # One check up front, so that a node serving some other page fails the run at once
+    # instead of every test waiting out its timeouts.
+    driver.get(c.base + "/")
+    try:
+        c.wait(lambda d: d.find_element(By.ID, "main").get_attribute("data-page"), timeout=WAIT)
+    except Exception:
+        pytest.exit("the node's page did not start the console (#main never got a data-page): is the binary built "
+                    "with this console? BELFRY_CONSOLE_DIR=crates/node/console serves the work tree's files", returncode=1)
+    return c

@@ -205,7 +205,7 @@ def test_search_by_prefix_and_filter(console, api):
     search = console.css("#job-search")
     search.clear()
     search.send_keys("bulk-00")
-    console.present('#jobs-count[data-matching="10"]')
+    console.wait(lambda d: job_rows(console) == [f"bulk-{i:03d}" for i in range(10)], "the search did not narrow to bulk-00*")
     Select(console.css("#filter-paused")).select_by_value("true")
     console.present('#jobs-count[data-matching="1"]')
     console.present('#jobs[data-ready="true"]')
