@@ -316,7 +316,8 @@ def test_api_values_are_shown_as_text(console, api, sink):
 
 def test_cluster_page_marks_the_leader(console, api, nodes):
     leader = api.ok("GET", "/v1/cluster")["leader"]
-    for base in (nodes[0], nodes[1]):
+    on_leader = nodes[leader - 1]  # belfry dev: node i serves the i-th HTTP port
+    for base in [n for n in nodes if n != on_leader][:1] + [on_leader]:
         console.open("/cluster", base=base)
         console.present(f'#members[data-ready="true"][data-leader="{leader}"]')
         badges = console.all('[data-test="leader-badge"]')
@@ -325,6 +326,9 @@ def test_cluster_page_marks_the_leader(console, api, nodes):
         assert row.get_attribute("data-member") == str(leader)
         assert console.css("#leader-id").text == str(leader)
         assert len(console.all("#members-table tr[data-member]")) == 3
+    assert console.css("#cluster-updated").text.startswith(f"Served by node {leader}")
+    lags = [c.text for c in console.all('#members-table [data-test="lag"]')]
+    assert all(t.endswith(("entry", "entries")) for t in lags), lags
     console.shot("cluster")
 
     # Removing a member warns about the quorum first; cancelling changes nothing.

@@ -50,7 +50,12 @@ export async function renderCluster(root, ctx) {
       ["Purged through", view.purged_index ?? "none"],
       ["Quorum", `${Math.floor(voters.length / 2) + 1} of ${voters.length} voters`],
     ]));
-    mount(members, membersTable());
+    const leaderView = view.members.find((m) => m.id === view.leader);
+    const noProgress = view.node !== view.leader && view.members.every((m) => m.lag === null || m.lag === undefined);
+    mount(members, membersTable(),
+      noProgress && leaderView ? h("p", { class: "hint muted", id: "lag-hint" },
+        `Node ${view.node}, which serves this page, reports no match index or lag; the leader, node ${leaderView.id}`,
+        leaderView.http_addr ? ` (${leaderView.http_addr})` : "", ", does.") : null);
     members.dataset.ready = "true";
     members.dataset.leader = view.leader === null || view.leader === undefined ? "" : String(view.leader);
     fillTargets();
