@@ -9,7 +9,7 @@ import { h } from "./dom.js";
 const DURATION_HINT = "e.g. 500ms, 30s, 5m, 1h30m, 7d";
 
 /** `schedule.cron` → `f-schedule-cron`: the id of the input for a field path. */
-export const inputId = (path) => `f-${path.replace(/[._]/g, "-")}`;
+const inputId = (path) => `f-${path.replace(/[._]/g, "-")}`;
 
 function errorSlot(path) {
   return h("p", { class: "field-error", id: `err-${inputId(path).slice(2)}`, "data-error-for": path, role: "alert", hidden: true });
