@@ -346,12 +346,14 @@ pub struct MemberView {
     pub grpc_addr: String,
     /// Voter or learner.
     pub voter: bool,
-    /// Highest log index known replicated to it (leader's view only).
+    /// Highest log index the leader knows replicated to it. Replication is the leader's to
+    /// know: a follower answers what the leader told it just now; null without a leader that
+    /// answered.
     pub match_index: Option<u64>,
-    /// Entries it is behind the leader (leader's view only).
+    /// Entries it is behind the leader's log (the leader's view, as `match_index`).
     pub lag: Option<u64>,
-    /// Milliseconds since it last answered a raft RPC from the answering node (the leader's
-    /// view is the one that matters; null when it never has).
+    /// Milliseconds since it last answered the leader (0 for the leader; the leader's view, as
+    /// `match_index`; null when it never has).
     #[serde(default)]
     pub last_contact_ms: Option<u64>,
     /// Whether it answered a probe just now.

@@ -220,6 +220,7 @@ impl Cluster for Services {
     async fn info(&self, req: Request<Empty>) -> Result<Response<InfoReply>, Status> {
         self.require_node(&req)?;
         let m = self.ctx.raft.metrics().borrow().clone();
+        let progress = membership::leader_view(&self.ctx, &m);
         Ok(Response::new(InfoReply {
             id: self.ctx.id(),
             http_addr: self.ctx.config.advertise_http.clone(),
@@ -228,6 +229,8 @@ impl Cluster for Services {
             term: m.current_term,
             leader: m.current_leader,
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            last_log_index: if progress.is_empty() { 0 } else { m.last_log_index.unwrap_or(0) },
+            progress,
         }))
     }
 

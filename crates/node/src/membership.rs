@@ -42,7 +42,7 @@ pub use transfer::take_leadership;
 
 use crate::context::{Context, CLUSTER_TIMEOUT};
 use crate::proto::cluster_client::ClusterClient;
-use crate::proto::{AdminRequest, Empty, InfoReply};
+use crate::proto::{AdminRequest, Empty, InfoReply, MemberProgress};
 use crate::raft::NodeId;
 
 /// How long a member probe may take.
@@ -272,6 +272,27 @@ async fn probe_channel(ch: tonic::transport::Channel) -> Result<InfoReply, Strin
         ClusterClient::new(ch).info(req).await.map(|r| r.into_inner()).map_err(|s| s.message().to_string())
     };
     tokio::time::timeout(PROBE_TIMEOUT, call).await.unwrap_or_else(|_| Err("probe timed out".into()))
+}
+
+/// The leader's view of every member's replication (empty unless this node leads): match
+/// index and time since the member last answered (`0` for the leader itself).
+pub fn leader_view(ctx: &Context, m: &RaftMetrics<NodeId, BasicNode>) -> Vec<MemberProgress> {
+    let Some(replication) = m.replication.as_ref().filter(|_| m.current_leader == Some(ctx.id())) else {
+        return Vec::new();
+    };
+    m.membership_config
+        .membership()
+        .nodes()
+        .map(|(id, _)| {
+            let id = *id;
+            let last_contact = if id == ctx.id() { Some(Duration::ZERO) } else { ctx.contacts.since(id) };
+            MemberProgress {
+                id,
+                match_index: replication.get(&id).map(|l| l.map_or(0, |l| l.index)),
+                last_contact_ms: last_contact.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            }
+        })
+        .collect()
 }
 
 /// The voter ids of the current membership.

@@ -58,9 +58,9 @@ pub enum ClusterCommand {
 pub async fn run(ctx: &Ctx, command: ClusterCommand) -> Result<String, CliError> {
     let c = &ctx.client;
     match command {
-        ClusterCommand::Status => status(ctx, &with_leader_progress(ctx, c.cluster().await?).await),
+        ClusterCommand::Status => status(ctx, &c.cluster().await?),
         ClusterCommand::Members => {
-            let view = with_leader_progress(ctx, c.cluster().await?).await;
+            let view = c.cluster().await?;
             match ctx.output {
                 Output::Json => json(&view.members),
                 Output::Table => Ok(members_table(&view)),
@@ -101,32 +101,6 @@ async fn remove(ctx: &Ctx, id: NodeId, force: bool) -> Result<(), CliError> {
         }
         other => Ok(other?),
     }
-}
-
-/// `view` with each member's match index and lag as the leader sees them: only the leader
-/// tracks replication, so a follower's view has none. Asked of the leader at its advertised
-/// HTTP address; when that fails, `view` is kept as it is, with the reason on stderr.
-async fn with_leader_progress(ctx: &Ctx, mut view: ClusterView) -> ClusterView {
-    let Some(leader) = view.leader.filter(|l| *l != view.node) else { return view };
-    let Some(addr) = view.members.iter().find(|m| m.id == leader).and_then(|m| m.http_addr.clone()) else {
-        return view;
-    };
-    let asked = match ctx.client_for(&addr) {
-        Ok(client) => client.cluster().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match asked {
-        Ok(from_leader) => {
-            for m in &mut view.members {
-                if let Some(l) = from_leader.members.iter().find(|l| l.id == m.id) {
-                    m.match_index = l.match_index;
-                    m.lag = l.lag;
-                }
-            }
-        }
-        Err(e) => eprintln!("note: match and lag are the leader's to tell; node {leader} at {addr}: {e}"),
-    }
-    view
 }
 
 fn status(ctx: &Ctx, view: &ClusterView) -> Result<String, CliError> {

@@ -29,10 +29,22 @@ async fn view(ctx: &Api) -> ClusterView {
         }
     });
     let results = futures::future::join_all(probes).await;
+    // Replication is the leader's to know: a follower shows what the leader answered its probe.
+    let (last_log, progress) = if m.current_leader == Some(ctx.id()) {
+        (last_log, membership::leader_view(ctx, &m))
+    } else {
+        results
+            .iter()
+            .find(|(id, _, _)| Some(*id) == m.current_leader)
+            .and_then(|(_, _, probe)| probe.as_ref().ok().and_then(Option::as_ref))
+            .map(|info| (info.last_log_index, info.progress.clone()))
+            .unwrap_or_default()
+    };
+    let of = |id: u64| progress.iter().find(|p| p.id == id);
     let members = results
         .into_iter()
         .map(|(id, grpc_addr, probe)| {
-            let matched = m.replication.as_ref().and_then(|r| r.get(&id)).map(|l| l.map(|l| l.index).unwrap_or(0));
+            let matched = of(id).and_then(|p| p.match_index);
             let (reachable, error, http_addr, version) = match probe {
                 Ok(Some(info)) => (true, None, Some(info.http_addr), Some(info.version)),
                 Ok(None) => (true, None, Some(ctx.config.advertise_http.clone()), Some(crate::VERSION.to_string())),
@@ -45,11 +57,7 @@ async fn view(ctx: &Api) -> ClusterView {
                 voter: voters.contains(&id),
                 match_index: matched,
                 lag: matched.map(|i| last_log.saturating_sub(i)),
-                last_contact_ms: if id == ctx.id() {
-                    Some(0)
-                } else {
-                    ctx.contacts.since(id).map(|d| d.as_millis() as u64)
-                },
+                last_contact_ms: of(id).and_then(|p| p.last_contact_ms),
                 reachable,
                 error,
                 version,
