@@ -183,6 +183,7 @@ impl ClusterService for Silent {
             term: 0,
             leader: None,
             applied_index: 0,
+            ..InfoReply::default()
         }))
     }
     async fn admin(&self, _: Request<AdminRequest>) -> Result<Response<AdminReply>, Status> {

@@ -1,5 +1,5 @@
 //! The belfry server: raft (openraft over sled and tonic), the leader's ticker and
-//! dispatcher, the worker, the HTTP API, metrics and the admin page. See the `raft` module
+//! dispatcher, the worker, the HTTP API, metrics and the console. See the `raft` module
 //! for the replication layer and `belfry_core` for the state machine and fire protocol.
 
 pub mod config;

@@ -94,6 +94,7 @@ const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/v1/executions", Some(Role::Viewer)),
     ("GET", "/v1/executions/{key}", Some(Role::Viewer)),
     ("GET", "/v1/dead-letters", Some(Role::Viewer)),
+    ("GET", "/v1/stats", Some(Role::Viewer)),
     ("POST", "/v1/dead-letters/requeue", Some(Role::Editor)),
     ("POST", "/v1/dead-letters/purge", Some(Role::Editor)),
     ("DELETE", "/v1/dead-letters/{key}", Some(Role::Editor)),
@@ -109,7 +110,15 @@ const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/healthz", None),
     ("GET", "/readyz", None),
     ("GET", "/metrics", None),
+    ("GET", "/v1/openapi.json", None),
     ("GET", "/", None),
+    ("GET", "/jobs/{name}", None),
+    ("GET", "/jobs/{name}/edit", None),
+    ("GET", "/new-job", None),
+    ("GET", "/executions/{key}", None),
+    ("GET", "/dead-letters", None),
+    ("GET", "/cluster", None),
+    ("GET", "/console/{file}", None),
 ];
 
 #[test]
@@ -139,6 +148,7 @@ fn concrete(template: &str) -> String {
         .replace("{id}", "99")
         .replace("{name}", "nosuch")
         .replace("{key}", "nosuch")
+        .replace("{file}", "app.js")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,6 +334,8 @@ async fn every_response_carries_the_security_headers() {
         ("/v1/nope", Some(BOOTSTRAP), 404),
         ("/healthz", None, 200),
         ("/", None, 200),
+        ("/jobs/demo", None, 200),
+        ("/console/app.js", None, 200),
     ] {
         let r = s.request(Method::GET, path, token).send().await.unwrap();
         assert_eq!(r.status(), status, "{path}");
@@ -335,8 +347,10 @@ async fn every_response_carries_the_security_headers() {
         assert_eq!(header("cache-control"), "no-store", "{path}");
         let csp = header("content-security-policy");
         assert!(csp.starts_with("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
-        if path == "/" {
-            assert!(csp.contains("script-src 'sha256-") && csp.contains("connect-src 'self'"), "{csp}");
+        if path == "/" || path == "/jobs/demo" {
+            // The console's pages: their own scripts and fetches to this node, nothing inline.
+            assert!(csp.contains("script-src 'self';") && csp.contains("connect-src 'self'"), "{csp}");
+            assert!(!csp.contains("unsafe") && csp.contains("form-action 'none'"), "{csp}");
         }
     }
 }

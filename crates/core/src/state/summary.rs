@@ -150,7 +150,7 @@ mod tests {
     }
 
     /// A fire of job 1 scheduled at `at`, with `status` and `attempts`.
-    fn fire(seq: u64, at: f64, status: FireStatus, attempts: Vec<Attempt>) -> Box<Fire> {
+    fn fire(seq: u64, at: f64, status: FireStatus, attempts: Vec<Attempt>) -> Fire {
         let mut f = new_fire(FireKey::scheduled(1, t(at)), 1, "a".into(), t(at), t(at - 0.5), false);
         f.seq = seq;
         f.status = status;
@@ -158,13 +158,13 @@ mod tests {
         let finished = attempts.last().map_or(t(at), |a| a.finished_at);
         f.finished_at = status.is_finished().then_some(finished);
         f.attempts = attempts;
-        Box::new(f)
+        f
     }
 
-    fn state(fires: Vec<Box<Fire>>) -> State {
+    fn state(fires: Vec<Fire>) -> State {
         let mut data = Data::default();
         for f in fires {
-            data.fires.insert(f.seq, f);
+            data.fires.insert(f.seq, Box::new(f));
         }
         State::from_data(data)
     }

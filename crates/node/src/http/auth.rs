@@ -91,7 +91,7 @@ impl std::fmt::Debug for BootstrapToken {
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone (health, readiness, the admin page itself).
+    /// Anyone (health, readiness, the OpenAPI document, the console's pages and files).
     Open,
     /// `/metrics`: open, or a viewer token with `--metrics-auth`.
     Metrics,

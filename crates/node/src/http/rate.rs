@@ -21,7 +21,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 
 /// Default average requests per second per token (and per client address without one).
 pub const DEFAULT_PER_SECOND: u32 = 50;
-/// Default burst: a CLI `--all` listing or a page load of the admin page fits in it.
+/// Default burst: a CLI `--all` listing or a page load of the console fits in it.
 pub const DEFAULT_BURST: u32 = 100;
 /// Client addresses tracked before idle buckets are dropped.
 pub const MAX_CLIENTS: usize = 10_000;
