@@ -327,28 +327,40 @@ pub fn by_key(received: &[Received]) -> BTreeMap<String, Vec<&Received>> {
 /// Jobs the cluster tests create.
 pub const JOBS: usize = 20;
 
-/// Creates [`JOBS`] jobs every 1 s from `start`, each posting to `sink`, through node `via`;
-/// returns their uids by name.
+/// Creates [`JOBS`] jobs every 1 s from `start`, each posting to `sink`, through node `via`, in
+/// one batch (one committed entry, so every job gets the same first instant); returns their
+/// uids by name and that first instant: `start`, or a later second when the batch committed
+/// after `start` on a slow machine (the jobs then begin at the next second).
 pub async fn create_jobs(
     cluster: &Cluster,
     via: u64,
     sink: &Sink,
     start: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<BTreeMap<String, u64>> {
-    let mut uids = BTreeMap::new();
-    for i in 0..JOBS {
-        let name = format!("job-{i:02}");
-        let body = serde_json::json!({
-            "name": name,
-            "schedule": {"every": "1s", "start_at": belfry_core::api::rfc3339(start)},
-            "target": {"url": format!("{}/{name}", sink.url), "timeout": "5s"}
-        });
-        let r = cluster.http.post(format!("{}/v1/jobs", cluster.url(via))).json(&body).send().await?;
-        anyhow::ensure!(r.status() == 201, "create {name} through node {via}: {}", r.text().await?);
-        let job: belfry_core::api::JobView = r.json().await?;
-        uids.insert(name, job.uid);
+) -> anyhow::Result<(BTreeMap<String, u64>, chrono::DateTime<chrono::Utc>)> {
+    let specs: Vec<serde_json::Value> = (0..JOBS)
+        .map(|i| {
+            let name = format!("job-{i:02}");
+            serde_json::json!({
+                "name": name,
+                "schedule": {"every": "1s", "start_at": belfry_core::api::rfc3339(start)},
+                "target": {"url": format!("{}/{name}", sink.url), "timeout": "5s"}
+            })
+        })
+        .collect();
+    let r = cluster
+        .http
+        .post(format!("{}/v1/jobs:batch", cluster.url(via)))
+        .json(&serde_json::json!({"jobs": specs}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 201, "create {JOBS} jobs through node {via}: {}", r.text().await?);
+    let created: belfry_core::api::BatchCreated = r.json().await?;
+    let mut first = start;
+    for job in &created.jobs {
+        let next = job.next_fire_at.as_deref().ok_or_else(|| anyhow::anyhow!("{} has no next fire", job.name))?;
+        first = first.max(next.parse()?);
     }
-    Ok(uids)
+    Ok((created.jobs.into_iter().map(|j| (j.name, j.uid)).collect(), first))
 }
 
 impl Cluster {

@@ -18,7 +18,7 @@ async fn firing_cluster(sink: &Sink) -> anyhow::Result<(Cluster, BTreeMap<String
     let cluster = Cluster::start(3)?;
     let leader = cluster.wait_for_leader(&[1, 2, 3], SETTLE).await?;
     let start = DateTime::from_timestamp(Utc::now().timestamp() + 2, 0).expect("a valid instant");
-    let uids = create_jobs(&cluster, leader, sink, start).await?;
+    let (uids, start) = create_jobs(&cluster, leader, sink, start).await?;
     fired_after(sink, Utc::now()).await?;
     Ok((cluster, uids, start))
 }

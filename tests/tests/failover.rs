@@ -14,7 +14,7 @@ async fn fires_exactly_once_across_a_leader_kill() -> anyhow::Result<()> {
     let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
 
     let start = DateTime::from_timestamp(Utc::now().timestamp() + 2, 0).unwrap();
-    let uids = create_jobs(&cluster, follower, &sink, start).await?;
+    let (uids, start) = create_jobs(&cluster, follower, &sink, start).await?;
 
     // Every job fires a few times before the kill.
     wait_for(Duration::from_secs(20), "3 fires of every job", || async {

@@ -78,6 +78,39 @@ pub fn place(me: NodeId, members: &[NodeId], healthy: impl Fn(NodeId) -> bool, t
     }
 }
 
+// ---- backpressure (claim) ----
+
+/// What the leader knows of its sends when it claims (docs/DESIGN.md, "Backpressure").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Dispatches of this leader awaiting their reply: held for their instant, queued on a
+    /// worker, or being sent.
+    pub outstanding: usize,
+    /// Replies per second the workers have been giving lately: what they can finish.
+    pub replies_per_sec: f64,
+    /// The lease a dispatch gets, in seconds: a send still queued when it runs out is refused
+    /// unsent and dispatched again.
+    pub lease_secs: f64,
+    /// Outstanding dispatches allowed whatever the rate (enough to fill every worker's send
+    /// slots twice, so an idle cluster takes a burst at once).
+    pub floor: usize,
+    /// Outstanding dispatches never exceeded.
+    pub cap: usize,
+}
+
+/// How many fires the leader may claim now. Outstanding dispatches are kept to what the
+/// workers finish in half a lease at the rate they have been replying (never below `floor`,
+/// never above `cap`), so that a send queued behind them starts well inside its lease:
+/// overload leaves fires unclaimed, and late, instead of claimed, expired and dispatched
+/// again.
+pub fn claim_budget(b: &Backlog) -> usize {
+    let rate = if b.replies_per_sec.is_finite() { b.replies_per_sec.max(0.0) } else { 0.0 };
+    let lease = if b.lease_secs.is_finite() { b.lease_secs.max(0.0) } else { 0.0 };
+    // A float-to-int cast saturates: no rate or lease can overflow it.
+    let drainable = (rate * lease / 2.0) as usize;
+    drainable.max(b.floor).min(b.cap).saturating_sub(b.outstanding)
+}
+
 // ---- the leader's reaction to a Deliver reply (dispatch → complete) ----
 
 /// What came back from a `Deliver`.
@@ -379,6 +412,30 @@ mod tests {
         assert_eq!(release(t(6001), at, lease), Release::Expired);
         assert_eq!(release(t(0), None, lease), Release::Start, "nothing to wait for");
         assert_eq!(release(t(6001), None, lease), Release::Expired);
+    }
+
+    #[test]
+    fn claims_keep_outstanding_sends_to_what_the_workers_finish_in_half_a_lease() {
+        let b = |outstanding, replies_per_sec| Backlog {
+            outstanding,
+            replies_per_sec,
+            lease_secs: 5.0,
+            floor: 2048,
+            cap: 100_000,
+        };
+        // Idle or slow: the floor, so a burst on a quiet cluster is claimed at once.
+        assert_eq!(claim_budget(&b(0, 0.0)), 2048);
+        assert_eq!(claim_budget(&b(2000, 100.0)), 48);
+        // 2778 replies a second drain 6945 in 2.5 s: no more than that outstanding.
+        assert_eq!(claim_budget(&b(0, 2778.0)), 6945);
+        assert_eq!(claim_budget(&b(6000, 2778.0)), 945);
+        assert_eq!(claim_budget(&b(7000, 2778.0)), 0, "more outstanding than drains: claim nothing");
+        // Never past the cap, and nothing strange in makes anything strange out.
+        assert_eq!(claim_budget(&b(0, 1e12)), 100_000);
+        assert_eq!(claim_budget(&b(0, f64::INFINITY)), 2048);
+        assert_eq!(claim_budget(&b(0, f64::NAN)), 2048);
+        assert_eq!(claim_budget(&b(0, -5.0)), 2048);
+        assert_eq!(claim_budget(&Backlog { lease_secs: f64::MAX, ..b(0, 1e300) }), 100_000);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`settle`] (the step settle), and the completion batcher in [`completions`] (the step
 //! complete). The decisions are `belfry_core::protocol`'s; this is the IO around them.
 
+mod backlog;
 mod completions;
 mod settle;
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use belfry_core::protocol::{self, DeliverResult, ReplyAction};
 use belfry_core::{Assignment, Command, Completion, Dispatch, FireKey, Redispatch, Response};
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 use crate::context::Context;
 use crate::peer_tls::Caller;
@@ -25,8 +26,8 @@ use crate::worker::{deliver_result, Worker};
 
 /// How long a worker that failed an RPC is passed over.
 const UNHEALTHY_FOR: Duration = Duration::from_secs(5);
-/// Dispatches awaiting their reply beyond which the ticker claims nothing more: overload
-/// makes fires late, never piles up sends that would outlive their leases.
+/// Dispatches awaiting their reply beyond which the ticker claims nothing more, whatever the
+/// workers' pace ([`Dispatcher::claim_budget`] keeps them to what drains in half a lease).
 pub const MAX_OUTSTANDING: usize = 100_000;
 
 /// Sends deliveries and commits their outcomes. Lives as long as the node; acts only while
@@ -43,8 +44,8 @@ pub struct Dispatcher {
     settling: Mutex<HashSet<(FireKey, u32)>>,
     unhealthy: Mutex<HashMap<NodeId, Instant>>,
     next_worker: AtomicUsize,
-    /// Signalled whenever a dispatch gets its reply (the ticker's backpressure).
-    replied: Notify,
+    /// How fast replies come ([`Dispatcher::claim_budget`]).
+    reply_rate: backlog::ReplyRate,
 }
 
 impl Dispatcher {
@@ -59,7 +60,7 @@ impl Dispatcher {
             settling: Mutex::new(HashSet::new()),
             unhealthy: Mutex::new(HashMap::new()),
             next_worker: AtomicUsize::new(0),
-            replied: Notify::new(),
+            reply_rate: backlog::ReplyRate::new(),
         });
         tokio::spawn(completions::commit_completions(ctx, rx));
         d
@@ -110,20 +111,16 @@ impl Dispatcher {
     }
 
     /// How many dispatches of this leader await their reply: held for their instant, queued,
-    /// or being sent. The ticker claims no more while there are [`MAX_OUTSTANDING`].
+    /// or being sent.
     pub fn outstanding(&self) -> usize {
         self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Resolves when a dispatch gets its reply.
-    pub async fn replied(&self) {
-        self.replied.notified().await
-    }
-
     fn done(&self, d: &Dispatch) {
         let id = (d.key.clone(), d.attempt, d.lease_until.timestamp_millis());
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        self.replied.notify_waiters();
+        if self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+            self.reply_rate.record();
+        }
     }
 
     /// The `DeliverBatch` of `batch` (all to one worker, in `term`) and how long to wait for

@@ -16,12 +16,14 @@ use openraft::ServerState;
 use tokio::sync::watch;
 
 use crate::context::Context;
-use crate::dispatcher::{Dispatcher, MAX_OUTSTANDING};
+use crate::dispatcher::Dispatcher;
 
 /// Claims per log entry at most.
 const BATCH: usize = 1000;
 /// Longest sleep between two looks at the state, whatever it says is next.
 const MAX_IDLE: Duration = Duration::from_millis(500);
+/// How soon the ticker looks again while the backpressure budget holds claims back.
+const BACKPRESSURE_POLL: Duration = Duration::from_millis(20);
 
 /// Runs until `stop` turns true: waits for leadership, then leads.
 pub async fn run(ctx: Arc<Context>, dispatcher: Arc<Dispatcher>, mut stop: watch::Receiver<bool>) {
@@ -65,12 +67,15 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
     while ctx.is_leader() && ctx.term() == term && !*stop.borrow() {
         let now = Utc::now();
         let ahead = now.checked_add_signed(lookahead).unwrap_or(now);
-        // Backpressure: with this many sends awaiting their replies, claiming more would only
-        // queue them on the workers; the fires wait here instead, late but never sent twice.
-        let saturated = dispatcher.outstanding() >= MAX_OUTSTANDING;
+        // Backpressure: claim no more than the workers finish in half a lease; beyond that the
+        // sends would queue on the workers until their leases ran out. The fires wait here
+        // instead, late but never sent twice.
+        let budget = dispatcher.claim_budget();
+        let constrained = budget < BATCH;
         let (due, next, expiry) = {
             let applied = ctx.shared.read();
-            let due = if saturated { Default::default() } else { applied.state.due_ahead(now, ahead, BATCH) };
+            let due =
+                if budget == 0 { Default::default() } else { applied.state.due_ahead(now, ahead, budget.min(BATCH)) };
             (due, applied.state.next_claimable(lookahead / 2), applied.state.next_expiry())
         };
         // History ages out at a write; an idle cluster gets one (an empty claim batch) when the
@@ -84,7 +89,7 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
             }
         }
         if !due.is_empty() {
-            let full = due.claims.len() == BATCH;
+            let full = due.claims.len() == BATCH && !constrained;
             let claims = due
                 .claims
                 .into_iter()
@@ -116,11 +121,11 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
             (a, b) => a.or(b),
         };
         let wait = wake.map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO)).unwrap_or(MAX_IDLE).min(MAX_IDLE);
-        let wait = if saturated { MAX_IDLE } else { wait };
+        // Held back by the budget: look again soon, as replies free it.
+        let wait = if constrained { wait.min(BACKPRESSURE_POLL) } else { wait };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.shared.changed.notified() => {}
-            _ = dispatcher.replied(), if saturated => {}
             _ = stop.changed() => {}
         }
     }
