@@ -71,13 +71,15 @@ async fn lead(ctx: &Arc<Context>, dispatcher: &Arc<Dispatcher>, term: u64, stop:
         // sends would queue on the workers until their leases ran out. The fires wait here
         // instead, late but never sent twice.
         let budget = dispatcher.claim_budget();
-        let constrained = budget < BATCH;
+        let limit = budget.min(BATCH);
         let (due, next, expiry) = {
             let applied = ctx.shared.read();
-            let due =
-                if budget == 0 { Default::default() } else { applied.state.due_ahead(now, ahead, budget.min(BATCH)) };
+            let due = if limit == 0 { Default::default() } else { applied.state.due_ahead(now, ahead, limit) };
             (due, applied.state.next_claimable(lookahead / 2), applied.state.next_expiry())
         };
+        // Held back by the budget: nothing claimed, or as many as it allowed, fewer than a
+        // full entry. Otherwise the budget took nothing away.
+        let constrained = limit == 0 || (limit < BATCH && due.claims.len() >= limit);
         // History ages out at a write; an idle cluster gets one (an empty claim batch) when the
         // oldest kept fire passes its job's `history.max_age`. At most one a second.
         let expire =
