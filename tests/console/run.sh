@@ -24,7 +24,7 @@ PYTEST_TIMEOUT=${BELFRY_CONSOLE_TEST_TIMEOUT:-240}
 log() { printf 'console-test: %s\n' "$*" >&2; }
 
 if [[ ! -x $BELFRY_BIN ]]; then
-  log "no belfry binary at $BELFRY_BIN (cargo build --release, or set BELFRY_BIN)"
+  log "no belfry binary at $BELFRY_BIN (cargo build-belfry, or set BELFRY_BIN)"
   exit 2
 fi
 
