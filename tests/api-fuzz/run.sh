@@ -76,11 +76,12 @@ status=0
 for node in "$follower" "$leader"; do
     url="http://127.0.0.1:$((port + node - 1))"
     echo "api-fuzz: node $node ($([ "$node" = "$leader" ] && echo leader || echo follower)), seed $seed, $examples examples per operation"
-    "$venv/bin/schemathesis" run "$url/v1/openapi.json" --url "$url" \
+    # From the scratch folder: schemathesis keeps a cache in its working directory.
+    (cd "$work" && "$venv/bin/schemathesis" run "$url/v1/openapi.json" --url "$url" \
         -H "Authorization: Bearer $editor" \
         --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
         --max-examples "$examples" --seed "$seed" --generation-database none \
-        --request-timeout 10 --no-color || status=1
+        --request-timeout 10 --no-color) || status=1
 done
 for i in 1 2 3; do
     if grep -q "panicked" "$work/node-$i.log"; then
