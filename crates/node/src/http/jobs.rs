@@ -102,7 +102,10 @@ pub async fn list(State(ctx): State<Api>, Query(q): Query<ListQuery>) -> Result<
         q.paused.is_none_or(|p| job.spec.paused == p)
             && q.failing.is_none_or(|f| state.job_health(job.uid).failing() == f)
     };
-    let matching = state.jobs_with_prefix(&prefix, None).filter(selected).count();
+    // Unfiltered, every job matches: no walk over all of them on every page.
+    let unfiltered = prefix.is_empty() && q.paused.is_none() && q.failing.is_none();
+    let matching =
+        if unfiltered { state.job_count() } else { state.jobs_with_prefix(&prefix, None).filter(selected).count() };
     let page =
         state.jobs_with_prefix(&prefix, q.cursor.as_deref()).filter(selected).map(|j| JobView::with_health(j, state));
     let (jobs, more) = fill_page(page, limit);
