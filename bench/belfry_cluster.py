@@ -38,8 +38,8 @@ def rfc3339_ms(ms: int) -> str:
 
 
 def make_certs(binary: str, directory: str) -> None:
-    """``belfry certs --nodes 1-3 --dir directory``."""
-    out = subprocess.run([binary, "certs", "--nodes", "1-3", "--dir", directory], capture_output=True, timeout=60)
+    """``belfry certs --nodes 1-4 --dir directory`` (the fourth for a node that joins)."""
+    out = subprocess.run([binary, "certs", "--nodes", "1-4", "--dir", directory], capture_output=True, timeout=60)
     if out.returncode != 0:
         raise RuntimeError(f"belfry certs failed: {out.stderr.decode(errors='replace')}")
 
@@ -57,6 +57,8 @@ class BelfryCluster:
         self.http = [f"127.0.0.1:{ports[2 * i]}" for i in range(3)]
         self.grpc = [f"127.0.0.1:{ports[2 * i + 1]}" for i in range(3)]
         self.procs = []
+        self.args = []
+        self.env = None
         self.leader = None
 
     def start(self) -> None:
@@ -73,16 +75,57 @@ class BelfryCluster:
                 "BELFRY_RATE_BURST": RATE_LIMIT,
             }
         )
+        self.env = env
         for i in range(3):
             data = os.path.join(self.workdir, f"n{i + 1}")
             os.makedirs(data, exist_ok=True)
             args = [self.binary, "serve", "--id", i + 1, "--http-addr", self.http[i], "--grpc-addr", self.grpc[i]]
             args += ["--data-dir", data, "--initial-cluster", initial, "--max-jobs", self.max_jobs]
+            self.args.append(args)
             self.procs.append(procs.spawn(args, log_path=os.path.join(self.workdir, f"n{i + 1}.log"), env=env))
+
+    def restart(self, node: int) -> None:
+        """Stop node ``node`` (SIGTERM, then SIGKILL after 10 s) and start it again with the
+        same arguments and data dir."""
+        i = node - 1
+        procs.stop(self.procs[i], grace=10)
+        log = os.path.join(self.workdir, f"n{node}.log")
+        self.procs[i] = procs.spawn(self.args[i], log_path=log, env=self.env)
+
+    def join(self, via: int) -> int:
+        """Start a fourth node with an empty data dir and ``--join`` through node ``via``, as
+        docs/OPERATIONS.md adds a node; returns its number (4)."""
+        http, grpc = free_ports(2)
+        self.http.append(f"127.0.0.1:{http}")
+        self.grpc.append(f"127.0.0.1:{grpc}")
+        node = len(self.http)
+        data = os.path.join(self.workdir, f"n{node}")
+        os.makedirs(data, exist_ok=True)
+        args = [self.binary, "serve", "--id", node, "--http-addr", self.http[-1], "--grpc-addr", self.grpc[-1]]
+        args += ["--data-dir", data, "--join", self.url(via), "--max-jobs", self.max_jobs]
+        self.args.append(args)
+        self.procs.append(procs.spawn(args, log_path=os.path.join(self.workdir, f"n{node}.log"), env=self.env))
+        return node
+
+    async def wait_ready(self, session: aiohttp.ClientSession, node: int, timeout: float) -> float:
+        """Seconds until node ``node`` answers ``/readyz`` with 200 (a leader known and its state
+        caught up with the leader's commit), polled every 50 ms."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            if self.procs[node - 1].poll() is not None:
+                raise RuntimeError(f"node {node} exited ({self.procs[node - 1].returncode}):\n{self.log_tail()}")
+            try:
+                async with session.get(self.url(node) + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    if r.status == 200:
+                        return time.monotonic() - began
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"node {node} not ready within {timeout} s:\n{self.log_tail()}")
 
     @property
     def pids(self) -> dict:
-        """``n1``..``n3`` to pid."""
+        """``n1``..``n3`` (and ``n4`` once joined) to pid."""
         return {f"n{i + 1}": p.pid for i, p in enumerate(self.procs)}
 
     def url(self, node: int) -> str:
@@ -96,7 +139,7 @@ class BelfryCluster:
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of every node's log, for error messages."""
         out = []
-        for i in range(3):
+        for i in range(len(self.procs)):
             try:
                 with open(os.path.join(self.workdir, f"n{i + 1}.log"), errors="replace") as f:
                     out.append(f"--- n{i + 1}\n" + "".join(f.readlines()[-lines:]))

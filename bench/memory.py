@@ -93,6 +93,29 @@ async def probe_batch(session, url: str, spec: dict):
         return f"`POST /v1/jobs:batch` answered {r.status} {text[:200]}"
 
 
+async def restarts(cluster: BelfryCluster, api, via: str) -> dict:
+    """Restart the follower the creates did not go through (seconds until it is ready again),
+    then add a fourth node with an empty data dir through ``--join`` (seconds until it has
+    caught up). The leader's purged index says whether the new node needed its snapshot."""
+    node = next(n for n in (1, 2, 3) if n != cluster.leader and cluster.url(n) != via)
+    out = {"node": node}
+
+    def taken(n: int, seconds: float) -> dict:
+        pid = cluster.pids[f"n{n}"]
+        return {"seconds": seconds, "rss": procs.status_kib(pid) / 1024, "hwm": procs.status_kib(pid, "VmHWM") / 1024}
+
+    cluster.restart(node)
+    out["restart"] = taken(node, await cluster.wait_ready(api, node, timeout=300))
+    async with api.get(cluster.url(cluster.leader) + "/v1/cluster") as r:
+        view = await r.json()
+    out["leader_snapshot_index"] = view.get("snapshot_index")
+    out["leader_purged_index"] = view.get("purged_index")
+    joined = cluster.join(via=cluster.leader)
+    out["joined"] = joined
+    out["join"] = taken(joined, await cluster.wait_ready(api, joined, timeout=300))
+    return out
+
+
 async def belfry_memory(cfg, n: int, single_count: int = 20_000, time_bound: float = 900) -> dict:
     """Fill a fresh cluster with ``n`` idle jobs; RSS per node and per job, creates/s."""
     workdir = tempfile.mkdtemp(prefix="belfry-memory-", dir=cfg.workdir)
@@ -147,6 +170,7 @@ async def belfry_memory(cfg, n: int, single_count: int = 20_000, time_bound: flo
             out["rss_full"] = await settled_rss(cluster.pids)
             out["hwm"] = {k: procs.status_kib(p, "VmHWM") / 1024 for k, p in cluster.pids.items()}
             out["disk_mib"] = {f"n{i}": dir_mib(os.path.join(workdir, f"n{i}")) for i in (1, 2, 3)}
+            out["restart"] = await restarts(cluster, api, via)
         return out
     finally:
         cluster.stop()
@@ -221,6 +245,18 @@ def markdown(res: dict, aps_empty: dict, aps_full: dict, meta: dict) -> str:
     lines.append(f"| total time to create the jobs | {res['create_s']:.0f} s |")
     if aps_full:
         lines.append(f"| APScheduler: add_job of {n} jobs, in process (no persistence, no replication) | {aps_full['add_s']:.1f} s |")
+    r = res.get("restart")
+    if r:
+        purged = r["leader_purged_index"]
+        lines.append(
+            f"| n{r['node']} stopped (SIGTERM) and started again: ready (`/readyz` 200) after | {r['restart']['seconds']:.1f} s "
+            f"(RSS then {r['restart']['rss']:.0f} MiB, peak {r['restart']['hwm']:.0f} MiB) |"
+        )
+        lines.append(
+            f"| n{r['joined']} added with an empty data dir (`--join`): caught up (`/readyz` 200) after | "
+            f"{r['join']['seconds']:.1f} s (RSS then {r['join']['rss']:.0f} MiB, peak {r['join']['hwm']:.0f} MiB; the "
+            f"leader's snapshot at index {r['leader_snapshot_index']}, its log purged to {purged}) |"
+        )
     lines.append("")
     lines += [f"- {note}" for note in res["notes"]]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,5 @@
 //! Jobs: what users define (a [`JobSpec`]) and what the state machine keeps (a [`Job`]).
 
-use std::collections::BTreeMap;
-
 use belfry_schedule::{Schedule, ScheduleSpec};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,8 +10,10 @@ use crate::error::ApplyError;
 /// A job's id inside the cluster: assigned at create, never reused, part of every fire key.
 pub type JobUid = u64;
 
+mod headers;
 mod validate;
 
+pub use headers::Headers;
 pub use validate::validate_name;
 
 // The bounds of a job spec. Every value a spec carries is checked against these at validation
@@ -103,8 +103,8 @@ pub struct HttpTarget {
     #[serde(default = "default_method")]
     pub method: String,
     /// Extra request headers.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    pub headers: Headers,
     /// Request body, sent as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,

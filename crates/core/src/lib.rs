@@ -101,7 +101,7 @@ pub use duration::HumanDuration;
 pub use error::ApplyError;
 pub use fire::{Attempt, Dispatch, Fire, FireKey, FireStatus, NodeId, ResultClass};
 pub use job::{
-    HistoryPolicy, HttpTarget, Job, JobSpec, JobUid, MisfireAction, MisfirePolicy, OverlapPolicy, RetryPolicy,
+    Headers, HistoryPolicy, HttpTarget, Job, JobSpec, JobUid, MisfireAction, MisfirePolicy, OverlapPolicy, RetryPolicy,
 };
 pub use plan::Due;
 pub use state::tokens::{Role, Token};

@@ -143,7 +143,13 @@ fn target() -> impl Strategy<Value = HttpTarget> {
         1 => Just(Some("x".repeat(64 * 1024 + 1))),
     ];
     (url, text(&["POST", "GET", "BREW"]), proptest::collection::btree_map(header.0, header.1, 0..3), body, human())
-        .prop_map(|(url, method, headers, body, timeout)| HttpTarget { url, method, headers, body, timeout })
+        .prop_map(|(url, method, headers, body, timeout)| HttpTarget {
+            url,
+            method,
+            headers: headers.into(),
+            body,
+            timeout,
+        })
 }
 
 /// Mostly specs that pass validation, at and near their bounds, so jobs exist and fire; the
@@ -202,7 +208,7 @@ fn valid_spec() -> impl Strategy<Value = JobSpec> {
         .prop_map(|(url, headers, body, timeout)| HttpTarget {
             url,
             method: "POST".into(),
-            headers,
+            headers: headers.into(),
             body,
             timeout,
         });
