@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use belfry_core::command::Command;
 use belfry_core::job::JobSpec;
 use belfry_core::state::State;
+use belfry_core::{Assignment, Attempt, Claim, Completion, FireKey, ResultClass};
 use chrono::{TimeZone, Utc};
 
 struct Counting;
@@ -42,7 +43,15 @@ fn spec(i: usize) -> JobSpec {
     serde_json::from_str(&json).expect("a valid spec")
 }
 
+/// This process's resident set, from /proc (0 where there is none).
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 fn main() {
+    println!("resident before: {} KiB (VmRSS)", resident_kib());
     let jobs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let now = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
     let mut state = State::default();
@@ -60,6 +69,9 @@ fn main() {
         live as f64 / jobs as f64,
         blocks as f64 / jobs as f64
     );
+    println!("resident: {} KiB (VmRSS)", resident_kib());
+    time_snapshot(&state);
+    finish_one_fire_each(&mut state, jobs.min(100_000), &mut index);
     println!(
         "inline sizes: Job {} · JobSpec {} · ScheduleSpec {} · HttpTarget {}",
         std::mem::size_of::<belfry_core::job::Job>(),
@@ -68,4 +80,62 @@ fn main() {
         std::mem::size_of::<belfry_core::job::HttpTarget>()
     );
     drop(state);
+}
+
+/// How long the state takes to write out as JSON and to read back with its indexes, as a
+/// snapshot and a restart do.
+fn time_snapshot(state: &State) {
+    let began = std::time::Instant::now();
+    let json = serde_json::to_vec(state.data()).expect("encode");
+    let written = began.elapsed();
+    let began = std::time::Instant::now();
+    let data: belfry_core::Data = serde_json::from_slice(&json).expect("decode");
+    let parsed = began.elapsed();
+    let began = std::time::Instant::now();
+    let rebuilt = State::from_data(data);
+    let indexed = began.elapsed();
+    println!(
+        "snapshot: {} MB of JSON, written in {written:.2?}, parsed in {parsed:.2?}, indexed in {indexed:.2?}",
+        json.len() / 1_000_000
+    );
+    drop(rebuilt);
+}
+
+/// Claims and completes one fire of each of the first `count` jobs, as a leader and a worker
+/// would, and prints what a finished fire costs.
+fn finish_one_fire_each(state: &mut State, count: usize, index: &mut u64) {
+    let at = Utc.with_ymd_and_hms(2027, 12, 1, 0, 0, 0).unwrap();
+    let assign = Assignment { worker: 2, term: 1, lease_until: at + chrono::Duration::seconds(60) };
+    let (live0, blocks0) = (LIVE.load(Ordering::Relaxed), BLOCKS.load(Ordering::Relaxed));
+    let uids: Vec<u64> = (1..=count as u64).collect();
+    for chunk in uids.chunks(1000) {
+        let claims = chunk.iter().map(|&job_uid| Claim { job_uid, scheduled_at: at, assign: assign.clone() }).collect();
+        state.apply(*index, Command::Fire { now: at, claims, redispatches: Vec::new() });
+        let completions = chunk
+            .iter()
+            .map(|&uid| Completion {
+                key: FireKey::scheduled(uid, at),
+                attempt: Attempt {
+                    number: 1,
+                    worker: 2,
+                    started_at: at,
+                    finished_at: at,
+                    class: ResultClass::Success,
+                    http_status: Some(200),
+                    error: None,
+                    body_excerpt: None,
+                    retry_after_ms: None,
+                },
+            })
+            .collect();
+        state.apply(*index + 1, Command::Complete { now: at, completions });
+        *index += 2;
+    }
+    let live = LIVE.load(Ordering::Relaxed) - live0;
+    let blocks = BLOCKS.load(Ordering::Relaxed) - blocks0;
+    println!(
+        "{count} finished fires: {:.0} bytes and {:.1} allocations per fire (the job's next instant moved on)",
+        live as f64 / count as f64,
+        blocks as f64 / count as f64
+    );
 }

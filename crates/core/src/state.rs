@@ -32,6 +32,7 @@ use fires::new_fire;
 
 /// History kept per job by default (DESIGN.md, "Job policies").
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;
+pub use retention::{DEFAULT_FINISHED_LIMIT, MAX_FINISHED_LIMIT};
 /// Most missed instants a misfire decision walks through; beyond it the count is reported as a
 /// lower bound, so a job paused for a month costs no more than this to resume.
 pub const MAX_CATCH_UP: usize = 10_000;
@@ -51,6 +52,11 @@ pub struct Data {
     pub next_seq: u64,
     /// Finished fires kept per job.
     pub history_limit: usize,
+    /// Finished fires kept in all, across every job: past it the oldest go first, dead letters
+    /// last (DESIGN.md, "History"). Defaulted so that snapshots and backups from before the
+    /// cap still load.
+    #[serde(default = "retention::default_finished_limit")]
+    pub finished_limit: usize,
     /// API tokens by id (never the bootstrap token, which each node holds in memory).
     /// Defaulted so that snapshots and backups from before tokens existed still load.
     #[serde(default)]
@@ -75,11 +81,19 @@ pub struct State {
     expiry: BTreeSet<(i64, u64)>,
     /// The expiry of each fire in `expiry`, by seq.
     expiry_of: HashMap<u64, i64>,
+    /// How many fires in [`Data::fires`] are finished: held to [`Data::finished_limit`].
+    finished: usize,
 }
 
 impl Default for State {
     fn default() -> Self {
-        State::from_data(Data { history_limit: DEFAULT_HISTORY_LIMIT, next_uid: 1, next_seq: 1, ..Data::default() })
+        State::from_data(Data {
+            history_limit: DEFAULT_HISTORY_LIMIT,
+            finished_limit: DEFAULT_FINISHED_LIMIT,
+            next_uid: 1,
+            next_seq: 1,
+            ..Data::default()
+        })
     }
 }
 
@@ -96,6 +110,7 @@ impl State {
             history: HashMap::new(),
             expiry: BTreeSet::new(),
             expiry_of: HashMap::new(),
+            finished: 0,
         };
         for job in state.data.jobs.values() {
             state.names.insert(job.uid, job.spec.name.clone());
@@ -104,6 +119,7 @@ impl State {
         for (seq, f) in &state.data.fires {
             state.keys.insert(f.key.clone(), *seq);
             state.by_status.insert((f.status, *seq));
+            state.finished += usize::from(f.status.is_finished());
             state.history.entry(f.job_uid).or_default().insert(*seq);
             if let (FireStatus::RetryWaiting, Some(at)) = (f.status, f.next_attempt_at) {
                 state.retries.insert((at.timestamp_millis(), *seq));

@@ -13,6 +13,9 @@
 //! - `requeue KEY now=SECS`, `redispatch KEY attempt=N worker=N [term=N] now=SECS`
 //! - `dlq-requeue|dlq-purge [keys=K1,K2] [job=NAME] [all=true] now=SECS`: bulk commands
 //! - `create` also takes `history_count=N history_age=D` (retention)
+//! - `finished-limit N`: the cluster-wide limit on finished fires (`Data::finished_limit`,
+//!   which no command changes: the state is rebuilt from its data with the new limit, as a
+//!   restore would seed it)
 //! - `jobs`, `fires [NAME]`, `retired`: print the state (`retired`: deleted jobs whose last
 //!   fire is still in flight)
 //!
@@ -235,6 +238,13 @@ impl goldenscript::Runner for Runner {
                 } else {
                     self.apply(Command::PurgeDeadLetters { select, now })
                 }
+            }
+            "finished-limit" => {
+                let limit: usize = pos(line)?.parse()?;
+                let data = belfry_core::Data { finished_limit: limit, ..self.log.state.data().clone() };
+                self.log.state = belfry_core::State::from_data(data);
+                writeln!(out, "finished limit {limit}")?;
+                return Ok(out);
             }
             "retired" => {
                 let retired = &self.log.state.data().retired;

@@ -205,18 +205,24 @@ impl State {
         self.data.next_seq = seq.saturating_add(1);
         fire.seq = seq;
         let uid = fire.job_uid;
+        let finished = fire.status.is_finished();
         self.keys.insert(fire.key.clone(), seq);
         self.by_status.insert((fire.status, seq));
+        self.finished += usize::from(finished);
         self.data.fires.insert(seq, Box::new(fire));
         self.history.entry(uid).or_default().insert(seq);
         self.index_expiry(seq);
-        self.prune_history(uid);
+        if finished {
+            self.prune_history(uid);
+            self.cap_finished();
+        }
     }
 
     /// Stores a changed fire, keeping the status and retry indexes in step.
     pub(super) fn replace_fire(&mut self, seq: u64, fire: Box<Fire>) {
         if let Some(old) = self.data.fires.get(&seq) {
             self.by_status.remove(&(old.status, seq));
+            self.finished -= usize::from(old.status.is_finished());
             if let Some(at) = old.next_attempt_at.filter(|_| old.status == FireStatus::RetryWaiting) {
                 self.retries.remove(&(at.timestamp_millis(), seq));
             }
@@ -227,10 +233,12 @@ impl State {
         }
         let uid = fire.job_uid;
         let finished = fire.status.is_finished();
+        self.finished += usize::from(finished);
         self.data.fires.insert(seq, fire);
         self.index_expiry(seq);
         if finished {
             self.prune_history(uid);
+            self.cap_finished();
         }
     }
 
@@ -244,6 +252,7 @@ impl State {
         };
         self.keys.remove(&fire.key);
         self.by_status.remove(&(fire.status, seq));
+        self.finished -= usize::from(fire.status.is_finished());
         if let Some(at) = fire.next_attempt_at.filter(|_| fire.status == FireStatus::RetryWaiting) {
             self.retries.remove(&(at.timestamp_millis(), seq));
         }

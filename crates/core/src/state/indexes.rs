@@ -25,6 +25,8 @@ impl State {
             compare("history", &sorted(&self.history), &sorted(&fresh.history)),
             compare("expiry", &self.expiry, &fresh.expiry),
             compare("expiry_of", &sorted(&self.expiry_of), &sorted(&fresh.expiry_of)),
+            (self.finished != fresh.finished)
+                .then(|| format!("finished count {} differs from its data's {}", self.finished, fresh.finished)),
         ];
         let differ: Vec<String> = reports.into_iter().flatten().collect();
         if differ.is_empty() {

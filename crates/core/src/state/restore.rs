@@ -6,6 +6,7 @@
 use belfry_schedule::instant::in_window;
 use chrono::{DateTime, Utc};
 
+use super::retention::MAX_FINISHED_LIMIT;
 use super::{Data, State};
 use crate::command::{Response, MAX_ACTOR_BYTES};
 use crate::error::ApplyError;
@@ -30,6 +31,7 @@ impl State {
         }
         check_data(&data)?;
         *self = State::from_data(data);
+        self.cap_finished();
         Ok(Response::None)
     }
 }
@@ -42,6 +44,9 @@ fn check_data(data: &Data) -> Result<(), ApplyError> {
     let most = usize::try_from(MAX_HISTORY_COUNT).unwrap_or(usize::MAX);
     if data.history_limit == 0 || data.history_limit > most {
         return Err(invalid("data.history_limit", format!("must be between 1 and {MAX_HISTORY_COUNT}")));
+    }
+    if data.finished_limit == 0 || data.finished_limit > MAX_FINISHED_LIMIT {
+        return Err(invalid("data.finished_limit", format!("must be between 1 and {MAX_FINISHED_LIMIT}")));
     }
     for (field, value) in [("data.next_uid", data.next_uid), ("data.next_seq", data.next_seq)] {
         if value > MAX_COUNTER {

@@ -1,13 +1,32 @@
 //! History retention: per job, at most `history.max_count` finished fires (the cluster default
-//! when unset), and none older than `history.max_age` after it finished. Unfinished fires are
-//! never removed. Everything here runs inside apply() with the command's clock, so replicas
-//! forget the same fires at the same log index.
+//! when unset), and none older than `history.max_age` after it finished; across all jobs, at
+//! most [`Data::finished_limit`](super::Data) finished fires, the oldest going first and dead
+//! letters last. Unfinished fires are never removed. Everything here runs inside apply() with
+//! the command's clock, so replicas forget the same fires at the same log index.
 
 use belfry_schedule::instant::saturating_add;
 use chrono::{DateTime, Utc};
 
 use super::State;
+use crate::fire::FireStatus;
 use crate::job::JobUid;
+
+/// Finished fires the cluster keeps in all by default. A finished fire costs about 1.2 KB of
+/// memory on every node (the fire, its attempt, its key and index entries: see
+/// `examples/state_memory.rs`), so this bounds history near 120 MB however many jobs there
+/// are and whatever each job's own `history.max_count`.
+pub const DEFAULT_FINISHED_LIMIT: usize = 100_000;
+/// The largest finished-fire limit a restored backup may carry.
+pub const MAX_FINISHED_LIMIT: usize = 100_000_000;
+
+/// The limit of snapshots and backups written before there was one.
+pub(super) fn default_finished_limit() -> usize {
+    DEFAULT_FINISHED_LIMIT
+}
+
+/// Finished statuses in the order the cluster-wide limit gives them up: dead letters last, as
+/// someone may still requeue them.
+const GIVEN_UP_FIRST: [FireStatus; 3] = [FireStatus::Succeeded, FireStatus::Skipped, FireStatus::Cancelled];
 
 impl State {
     /// The number of finished fires job `uid` keeps: 0 once it is deleted.
@@ -25,14 +44,39 @@ impl State {
     /// never pruned), and forgets a retired job once its last fire has finished.
     pub(super) fn prune_history(&mut self, uid: JobUid) {
         let limit = self.history_limit_of(uid);
-        let seqs: Vec<u64> = self.history.get(&uid).into_iter().flatten().copied().collect();
-        let finished: Vec<u64> =
-            seqs.iter().copied().filter(|s| self.data.fires.get(s).is_some_and(|f| f.status.is_finished())).collect();
-        let excess = finished.len().saturating_sub(limit);
-        for seq in finished.into_iter().take(excess) {
-            self.remove_fire(seq);
+        let fires = &self.data.fires;
+        let finished = |seq: &&u64| fires.get(seq).is_some_and(|f| f.status.is_finished());
+        let history = self.history.get(&uid).into_iter().flatten();
+        let excess = history.clone().filter(finished).count().saturating_sub(limit);
+        if excess > 0 {
+            let oldest: Vec<u64> = history.filter(finished).take(excess).copied().collect();
+            for seq in oldest {
+                self.remove_fire(seq);
+            }
         }
         self.forget_if_retired(uid);
+    }
+
+    /// Keeps the finished fires of all jobs within [`Data::finished_limit`](super::Data): the
+    /// oldest by claim order go first, dead letters only when no other finished fire is left.
+    pub(super) fn cap_finished(&mut self) {
+        while self.finished > self.data.finished_limit {
+            let oldest = GIVEN_UP_FIRST
+                .iter()
+                .filter_map(|s| self.by_status.range((*s, 0)..=(*s, u64::MAX)).next())
+                .map(|(_, seq)| *seq)
+                .min();
+            let dead = FireStatus::DeadLettered;
+            let Some(seq) = oldest.or_else(|| self.by_status.range((dead, 0)..=(dead, u64::MAX)).next().map(|e| e.1))
+            else {
+                return;
+            };
+            let uid = self.data.fires.get(&seq).map(|f| f.job_uid);
+            self.remove_fire(seq);
+            if let Some(uid) = uid {
+                self.forget_if_retired(uid);
+            }
+        }
     }
 
     fn forget_if_retired(&mut self, uid: JobUid) {
