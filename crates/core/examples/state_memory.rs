@@ -109,7 +109,7 @@ fn finish_one_fire_each(state: &mut State, count: usize, index: &mut u64) {
     let (live0, blocks0) = (LIVE.load(Ordering::Relaxed), BLOCKS.load(Ordering::Relaxed));
     let uids: Vec<u64> = (1..=count as u64).collect();
     for chunk in uids.chunks(1000) {
-        let claims = chunk.iter().map(|&job_uid| Claim { job_uid, scheduled_at: at, assign: assign.clone() }).collect();
+        let claims = chunk.iter().map(|&job_uid| Claim { job_uid, scheduled_at: at, assign }).collect();
         state.apply(*index, Command::Fire { now: at, claims, redispatches: Vec::new() });
         let completions = chunk
             .iter()
