@@ -53,7 +53,9 @@ impl Node {
             .with_context(|| format!("opening storage in {} (is another node using it?)", config.data_dir.display()))?;
         let flusher = Arc::new(Flusher::new(db.clone()));
         let log = LogStore::open(&db, flusher.clone())?;
-        let sm = StateMachineStore::open(&db, flusher.clone()).map_err(|e| anyhow::anyhow!("restoring state: {e}"))?;
+        let sm = StateMachineStore::open(&db, &config.data_dir.join("snapshots"), &flusher)
+            .await
+            .map_err(|e| anyhow::anyhow!("restoring state: {e}"))?;
         let shared = sm.shared();
         let ledger = Ledger::open(&db, flusher)?;
 

@@ -59,7 +59,6 @@ pub mod network;
 mod snapshot_store;
 pub mod state_machine;
 
-use std::io::Cursor;
 use std::time::Duration;
 
 use belfry_core::{Command, Response};
@@ -97,7 +96,7 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = u64,
         Node = openraft::BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// The raft handle.

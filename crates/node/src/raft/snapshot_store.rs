@@ -1,29 +1,58 @@
-//! The current snapshot in sled: one record holding its meta and its bytes.
+//! The current snapshot: one file, `<data-dir>/snapshots/current.snap`.
 //!
-//! The record is framed: a 4-byte big-endian length, the meta as JSON, then the snapshot's
-//! bytes as they are. Builds before this one stored a JSON document whose bytes were a JSON
-//! array of numbers (up to four bytes per byte, and a second copy in memory to parse); such a
-//! record, under its old key, is still read, and the next save replaces it.
+//! The file is framed: a 4-byte big-endian length, the snapshot's meta as JSON, then the state
+//! machine's document ([`super::state_machine`]). It is written as it is built, from the live
+//! state straight into the file, and read back as a stream, so that no step holds a whole
+//! snapshot in one buffer: with a million jobs the document is some 600 MB.
+//!
+//! These bytes are also what a leader sends a follower that needs them (openraft reads the file
+//! in chunks) and what the follower writes to a file of its own as the chunks arrive, so an
+//! installed snapshot is renamed into place rather than written again.
+//!
+//! A new snapshot is written beside the current one (`building.tmp`, `receiving.tmp`), synced,
+//! and renamed over it, then the directory is synced: a crash leaves the old file or the new
+//! one. A snapshot never replaces one of a later log position (a build that started before an
+//! install finished is dropped), since the log before the later one may be purged already.
+//!
+//! Builds before this one kept the snapshot in sled (tree `snapshots`: key `current.v2`, the
+//! same frame; before that, key `current`, a JSON document whose bytes were an array of
+//! numbers). Opening the store moves such a record into the file and removes it from sled.
 
-use std::sync::Arc;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use openraft::{BasicNode, ErrorSubject, ErrorVerb, SnapshotMeta};
+use openraft::{BasicNode, ErrorSubject, ErrorVerb, LogId, SnapshotMeta};
 use serde::Deserialize;
 
 use crate::flusher::Flusher;
 
 use super::{io_err, NodeId, StorageError};
 
-/// The framed record.
-const CURRENT: &[u8] = b"current.v2";
-/// The JSON record of earlier builds.
-const LEGACY: &[u8] = b"current";
+/// The framed record of the build before snapshots were files.
+const SLED_FRAMED: &[u8] = b"current.v2";
+/// The JSON record of the builds before that.
+const SLED_JSON: &[u8] = b"current";
+/// The current snapshot's file name.
+const CURRENT: &str = "current.snap";
+/// Where a snapshot being built is written.
+const BUILDING: &str = "building.tmp";
+/// Where a snapshot being received is written.
+const RECEIVING: &str = "receiving.tmp";
+/// Where a received document without a frame is framed.
+const FRAMING: &str = "framing.tmp";
+/// Largest meta a frame may declare: a meta is a log id and a membership, well under this.
+const MAX_META_BYTES: u32 = 16 * 1024 * 1024;
+/// Buffer of the file writers and readers.
+const BUFFER_BYTES: usize = 1 << 20;
 
-type Meta = SnapshotMeta<NodeId, BasicNode>;
+/// A snapshot's meta.
+pub type Meta = SnapshotMeta<NodeId, BasicNode>;
 
-/// The record of earlier builds.
+/// The record of the JSON builds.
 #[derive(Deserialize)]
-struct LegacySnapshot {
+struct SledJson {
     meta: Meta,
     data: Vec<u8>,
 }
@@ -31,117 +60,218 @@ struct LegacySnapshot {
 /// Where the current snapshot is kept. Cheap to clone.
 #[derive(Clone)]
 pub struct SnapshotStore {
-    tree: sled::Tree,
-    flusher: Arc<Flusher>,
+    dir: PathBuf,
+    /// The log position of the current snapshot, held while one is put in place.
+    current: Arc<Mutex<Option<LogId<NodeId>>>>,
+}
+
+fn err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    io_err(subject, verb, std::io::Error::other(e.to_string()))
 }
 
 impl SnapshotStore {
-    /// The store in `db`'s `snapshots` tree.
-    pub fn open(db: &sled::Db, flusher: Arc<Flusher>) -> Result<SnapshotStore, StorageError> {
-        let tree = db.open_tree("snapshots").map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-        Ok(SnapshotStore { tree, flusher })
-    }
-
-    /// The current snapshot's meta and bytes, if there is one.
-    pub fn load(&self) -> Result<Option<(Meta, Vec<u8>)>, StorageError> {
-        let read_err = |e: String| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, std::io::Error::other(e));
-        if let Some(record) = self.tree.get(CURRENT).map_err(|e| read_err(e.to_string()))? {
-            return decode(&record).map(Some).map_err(read_err);
-        }
-        match self.tree.get(LEGACY).map_err(|e| read_err(e.to_string()))? {
-            Some(record) => {
-                let legacy: LegacySnapshot = serde_json::from_slice(&record).map_err(|e| read_err(e.to_string()))?;
-                Ok(Some((legacy.meta, legacy.data)))
+    /// The store in `dir` (created if missing), after moving a snapshot that an earlier build
+    /// kept in `db` into it. Unfinished files of a build or a receipt cut short are removed.
+    pub async fn open(db: &sled::Db, dir: &Path, flusher: &Flusher) -> Result<SnapshotStore, StorageError> {
+        let failed = |verb, e: std::io::Error| err(ErrorSubject::Snapshot(None), verb, e);
+        fs::create_dir_all(dir).map_err(|e| failed(ErrorVerb::Write, e))?;
+        for stale in [BUILDING, RECEIVING, FRAMING] {
+            match fs::remove_file(dir.join(stale)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(ErrorVerb::Delete, e)),
+                _ => {}
             }
-            None => Ok(None),
         }
+        let store = SnapshotStore { dir: dir.to_path_buf(), current: Arc::new(Mutex::new(None)) };
+        store.move_from_sled(db, flusher).await?;
+        let current = match store.open_current()? {
+            Some((meta, _)) => meta.last_log_id,
+            None => None,
+        };
+        *store.lock() = current;
+        Ok(store)
     }
 
-    /// Makes `data` the current snapshot, durably, in place of any earlier one.
-    pub async fn save(&self, meta: &Meta, data: &[u8]) -> Result<(), StorageError> {
-        let subject = ErrorSubject::Snapshot(Some(meta.signature()));
-        let record = encode(meta, data).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        // No `apply_batch` (see docs/ARCHITECTURE.md, "Storage"): the new record goes in first,
-        // so a crash between the two leaves both, and `load` prefers the new one.
-        self.tree.insert(CURRENT, record).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        self.tree.remove(LEGACY).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        self.flusher.flush().await.map_err(|e| io_err(subject, ErrorVerb::Write, e))?;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<LogId<NodeId>>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Moves a snapshot record of an earlier build into the file, unless a file is there.
+    async fn move_from_sled(&self, db: &sled::Db, flusher: &Flusher) -> Result<(), StorageError> {
+        let subject = || ErrorSubject::Snapshot(None);
+        let tree = db.open_tree("snapshots").map_err(|e| err(subject(), ErrorVerb::Read, e))?;
+        let framed = tree.get(SLED_FRAMED).map_err(|e| err(subject(), ErrorVerb::Read, e))?;
+        let json = tree.get(SLED_JSON).map_err(|e| err(subject(), ErrorVerb::Read, e))?;
+        if framed.is_none() && json.is_none() {
+            return Ok(());
+        }
+        if !self.path(CURRENT).exists() {
+            let tmp = self.path(BUILDING);
+            let mut out = BufWriter::new(File::create(&tmp).map_err(|e| err(subject(), ErrorVerb::Write, e))?);
+            match (&framed, &json) {
+                (Some(record), _) => out.write_all(record),
+                (None, Some(record)) => {
+                    let old: SledJson =
+                        serde_json::from_slice(record).map_err(|e| err(subject(), ErrorVerb::Read, e))?;
+                    write_header(&mut out, &old.meta).and_then(|()| out.write_all(&old.data))
+                }
+                (None, None) => Ok(()),
+            }
+            .map_err(|e| err(subject(), ErrorVerb::Write, e))?;
+            finish(out).map_err(|e| err(subject(), ErrorVerb::Write, e))?;
+            self.rename_into_place(&tmp).map_err(|e| err(subject(), ErrorVerb::Write, e))?;
+        }
+        for key in [SLED_FRAMED, SLED_JSON] {
+            tree.remove(key).map_err(|e| err(subject(), ErrorVerb::Delete, e))?;
+        }
+        flusher.flush().await.map_err(|e| err(subject(), ErrorVerb::Write, e))?;
         Ok(())
     }
-}
 
-fn encode(meta: &Meta, data: &[u8]) -> serde_json::Result<Vec<u8>> {
-    let meta = serde_json::to_vec(meta)?;
-    let len = u32::try_from(meta.len()).map_err(serde::ser::Error::custom)?;
-    let mut record = Vec::with_capacity(4 + meta.len() + data.len());
-    record.extend_from_slice(&len.to_be_bytes());
-    record.extend_from_slice(&meta);
-    record.extend_from_slice(data);
-    Ok(record)
-}
-
-fn decode(record: &[u8]) -> Result<(Meta, Vec<u8>), String> {
-    let (len, rest) = record.split_first_chunk::<4>().ok_or("snapshot record cut short")?;
-    let len = u32::from_be_bytes(*len) as usize;
-    if rest.len() < len {
-        return Err("snapshot record's meta cut short".into());
+    /// The current snapshot's meta and its file, positioned at the document.
+    pub fn open_current(&self) -> Result<Option<(Meta, File)>, StorageError> {
+        let subject = ErrorSubject::Snapshot(None);
+        let mut file = match File::open(self.path(CURRENT)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(subject, ErrorVerb::Read, e)),
+        };
+        let meta = read_header(&mut file).map_err(|e| err(subject, ErrorVerb::Read, e))?;
+        Ok(Some((meta, file)))
     }
-    let (meta, data) = rest.split_at(len);
-    let meta = serde_json::from_slice(meta).map_err(|e| format!("bad snapshot meta: {e}"))?;
-    Ok((meta, data.to_vec()))
+
+    /// The current snapshot's meta and its whole file from the first byte, as openraft sends it.
+    pub async fn current_for_sending(&self) -> Result<Option<(Meta, tokio::fs::File)>, StorageError> {
+        let Some((meta, mut file)) = self.open_current()? else {
+            return Ok(None);
+        };
+        let subject = ErrorSubject::Snapshot(Some(meta.signature()));
+        file.seek(SeekFrom::Start(0)).map_err(|e| err(subject, ErrorVerb::Seek, e))?;
+        Ok(Some((meta, tokio::fs::File::from_std(file))))
+    }
+
+    /// Writes a snapshot with `meta`, its document written by `body`, and puts it in place.
+    /// Returns the file from its first byte. Blocking: run it off the async threads.
+    pub fn build(
+        &self,
+        meta: &Meta,
+        body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<File, StorageError> {
+        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
+        let tmp = self.path(BUILDING);
+        let written = (|| {
+            let mut out = BufWriter::with_capacity(BUFFER_BYTES, File::create(&tmp)?);
+            write_header(&mut out, meta)?;
+            body(&mut out)?;
+            finish(out)
+        })();
+        written.map_err(|e| err(subject(), ErrorVerb::Write, e))?;
+        self.put_in_place(&tmp, meta).map_err(|e| err(subject(), ErrorVerb::Write, e))
+    }
+
+    /// A new, empty file for a snapshot being received (read back at install).
+    pub fn begin_receiving(&self) -> Result<File, StorageError> {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.path(RECEIVING))
+            .map_err(|e| err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))
+    }
+
+    /// Checks the received file against `meta` and hands its document to `restore`; once that
+    /// succeeds, puts the file in place. A document without a frame (sent by a leader whose
+    /// snapshots were not files yet) is framed first.
+    pub fn install_received<T>(
+        &self,
+        meta: &Meta,
+        mut received: File,
+        restore: impl FnOnce(&mut dyn Read) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
+        received.sync_all().map_err(|e| err(subject(), ErrorVerb::Write, e))?;
+        received.seek(SeekFrom::Start(0)).map_err(|e| err(subject(), ErrorVerb::Seek, e))?;
+        let mut first = [0u8; 1];
+        received.read_exact(&mut first).map_err(|e| err(subject(), ErrorVerb::Read, e))?;
+        received.seek(SeekFrom::Start(0)).map_err(|e| err(subject(), ErrorVerb::Seek, e))?;
+        let tmp = if first[0] == b'{' {
+            self.frame_unframed(meta, &mut received).map_err(|e| err(subject(), ErrorVerb::Write, e))?
+        } else {
+            self.path(RECEIVING)
+        };
+        let mut file = File::open(&tmp).map_err(|e| err(subject(), ErrorVerb::Read, e))?;
+        let framed = read_header(&mut file).map_err(|e| err(subject(), ErrorVerb::Read, e))?;
+        if framed.last_log_id != meta.last_log_id {
+            let why = format!("the received file is of {:?}, not {:?}", framed.last_log_id, meta.last_log_id);
+            return Err(err(subject(), ErrorVerb::Read, why));
+        }
+        let restored = restore(&mut BufReader::with_capacity(BUFFER_BYTES, file))?;
+        self.put_in_place(&tmp, meta).map_err(|e| err(subject(), ErrorVerb::Write, e))?;
+        Ok(restored)
+    }
+
+    /// Writes `meta`'s frame and then the document of `unframed` into a file of its own.
+    fn frame_unframed(&self, meta: &Meta, unframed: &mut File) -> std::io::Result<PathBuf> {
+        let tmp = self.path(FRAMING);
+        let mut out = BufWriter::with_capacity(BUFFER_BYTES, File::create(&tmp)?);
+        write_header(&mut out, meta)?;
+        std::io::copy(unframed, &mut out)?;
+        finish(out)?;
+        Ok(tmp)
+    }
+
+    /// Renames `tmp` over the current snapshot unless that one is of a later log position
+    /// (then `tmp` is removed). Returns the file `tmp` held, from its first byte.
+    fn put_in_place(&self, tmp: &Path, meta: &Meta) -> std::io::Result<File> {
+        let file = File::open(tmp)?;
+        let mut current = self.lock();
+        if *current > meta.last_log_id {
+            tracing::info!(kept = ?*current, dropped = ?meta.last_log_id, "a later snapshot is in place; dropping this one");
+            fs::remove_file(tmp)?;
+            return Ok(file);
+        }
+        self.rename_into_place(tmp)?;
+        *current = meta.last_log_id;
+        Ok(file)
+    }
+
+    fn rename_into_place(&self, tmp: &Path) -> std::io::Result<()> {
+        fs::rename(tmp, self.path(CURRENT))?;
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+/// Writes the frame's length and meta.
+fn write_header(out: &mut impl Write, meta: &Meta) -> std::io::Result<()> {
+    let meta = serde_json::to_vec(meta)?;
+    let len = u32::try_from(meta.len()).map_err(std::io::Error::other)?;
+    out.write_all(&len.to_be_bytes())?;
+    out.write_all(&meta)
+}
+
+/// Reads the frame's length and meta, leaving `input` at the document.
+fn read_header(input: &mut impl Read) -> Result<Meta, String> {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len).map_err(|e| format!("snapshot frame cut short: {e}"))?;
+    let len = u32::from_be_bytes(len);
+    if len > MAX_META_BYTES {
+        return Err(format!("snapshot frame declares a meta of {len} bytes"));
+    }
+    let mut meta = vec![0u8; len as usize];
+    input.read_exact(&mut meta).map_err(|e| format!("snapshot meta cut short: {e}"))?;
+    serde_json::from_slice(&meta).map_err(|e| format!("bad snapshot meta: {e}"))
+}
+
+/// Flushes and syncs a written file.
+fn finish(out: BufWriter<File>) -> std::io::Result<()> {
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
 }
 
 #[cfg(test)]
-mod tests {
-    use openraft::{CommittedLeaderId, LogId, StoredMembership};
-
-    use super::*;
-
-    fn meta() -> Meta {
-        Meta {
-            last_log_id: Some(LogId::new(CommittedLeaderId::new(3, 1), 250)),
-            last_membership: StoredMembership::default(),
-            snapshot_id: "3-1-250".into(),
-        }
-    }
-
-    fn store() -> (sled::Db, SnapshotStore) {
-        let db = sled::Config::new().temporary(true).open().expect("temporary sled");
-        let store = SnapshotStore::open(&db, Arc::new(Flusher::new(db.clone()))).expect("store");
-        (db, store)
-    }
-
-    #[tokio::test]
-    async fn a_saved_snapshot_loads_as_it_was_and_replaces_the_last() {
-        let (_db, store) = store();
-        assert!(store.load().expect("load").is_none());
-        store.save(&meta(), b"first").await.expect("save");
-        let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
-        store.save(&meta(), &data).await.expect("save");
-        let (loaded_meta, loaded) = store.load().expect("load").expect("a snapshot");
-        assert_eq!(loaded_meta, meta());
-        assert_eq!(loaded, data);
-    }
-
-    #[tokio::test]
-    async fn a_snapshot_of_an_earlier_build_still_loads_and_the_next_save_replaces_it() {
-        let (db, store) = store();
-        let legacy = serde_json::json!({ "meta": meta(), "data": b"old state".to_vec() });
-        db.open_tree("snapshots").unwrap().insert(LEGACY, serde_json::to_vec(&legacy).unwrap()).unwrap();
-        let (loaded_meta, loaded) = store.load().expect("load").expect("a snapshot");
-        assert_eq!((loaded_meta, loaded.as_slice()), (meta(), &b"old state"[..]));
-
-        store.save(&meta(), b"new state").await.expect("save");
-        assert!(db.open_tree("snapshots").unwrap().get(LEGACY).unwrap().is_none(), "the old record is gone");
-        assert_eq!(store.load().expect("load").expect("a snapshot").1, b"new state");
-    }
-
-    #[test]
-    fn a_cut_record_is_an_error_not_a_panic() {
-        let record = encode(&meta(), b"data").unwrap();
-        for end in 0..6 {
-            assert!(decode(&record[..end]).is_err(), "cut at {end}");
-        }
-        assert!(decode(&record).is_ok());
-    }
-}
+#[path = "snapshot_store_tests.rs"]
+mod tests;

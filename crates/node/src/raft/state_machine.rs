@@ -9,8 +9,9 @@
 //! of crash-looping in silence. The entry stays in the log, so a restart stops at it again,
 //! with the same message, until a fixed build applies it.
 
-use std::io::Cursor;
+use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use belfry_core::{Command, Data, Response, State};
@@ -127,12 +128,17 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    /// Opens the store in `db`, restoring the state from the last snapshot. openraft then
-    /// re-applies the committed entries after it.
-    pub fn open(db: &sled::Db, flusher: Arc<Flusher>) -> Result<StateMachineStore, StorageError> {
-        let snapshots = SnapshotStore::open(db, flusher)?;
-        let applied = match snapshots.load()? {
-            Some((_, data)) => restore(&data)?,
+    /// Opens the store, restoring the state from the last snapshot (in `snapshot_dir`, or in
+    /// `db` for a snapshot of an earlier build). openraft then re-applies the committed entries
+    /// after it.
+    pub async fn open(
+        db: &sled::Db,
+        snapshot_dir: &Path,
+        flusher: &Flusher,
+    ) -> Result<StateMachineStore, StorageError> {
+        let snapshots = SnapshotStore::open(db, snapshot_dir, flusher).await?;
+        let applied = match snapshots.open_current()? {
+            Some((_, file)) => restore(&mut std::io::BufReader::with_capacity(1 << 20, file))?,
             None => Applied { state: State::default(), last_applied: None, membership: StoredMembership::default() },
         };
         Ok(StateMachineStore {
@@ -155,22 +161,20 @@ impl StateMachineStore {
     }
 }
 
-fn restore(bytes: &[u8]) -> Result<Applied, StorageError> {
+/// Reads a snapshot document as it streams in: nothing holds the whole of it.
+fn restore(document: &mut dyn Read) -> Result<Applied, StorageError> {
     let body: SnapshotBody =
-        serde_json::from_slice(bytes).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        serde_json::from_reader(document).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
     Ok(Applied { state: State::from_data(body.data), last_applied: body.last_applied, membership: body.membership })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    /// Writes the applied state into the snapshot file as it serializes (module docs of
+    /// `snapshot_store`), on the blocking pool: with a large state this takes seconds.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (data, meta) = {
-            let applied = self.shared.read();
-            let body = SnapshotBodyRef {
-                last_applied: applied.last_applied,
-                membership: &applied.membership,
-                data: applied.state.data(),
-            };
-            let data = serde_json::to_vec(&body).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        let (shared, store) = (self.shared.clone(), self.snapshots.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            let applied = shared.read();
             let snapshot_id = match applied.last_applied {
                 Some(id) => format!("{}-{}", id.leader_id, id.index),
                 None => "empty".to_string(),
@@ -180,10 +184,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_membership: applied.membership.clone(),
                 snapshot_id,
             };
-            (data, meta)
-        };
-        self.snapshots.save(&meta, &data).await?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+            let body = SnapshotBodyRef {
+                last_applied: applied.last_applied,
+                membership: &applied.membership,
+                data: applied.state.data(),
+            };
+            let file = store.build(&meta, |out| serde_json::to_writer(out, &body).map_err(std::io::Error::from))?;
+            Ok::<_, StorageError>((meta, file))
+        })
+        .await
+        .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        let (meta, file) = built?;
+        Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) })
     }
 }
 
@@ -243,25 +255,27 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        Ok(Box::new(tokio::fs::File::from_std(self.snapshots.begin_receiving()?)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let restored = restore(&data)?;
-        self.snapshots.save(meta, &data).await?;
+        let received = snapshot.into_std().await;
+        let (store, meta) = (self.snapshots.clone(), meta.clone());
+        let restored = tokio::task::spawn_blocking(move || store.install_received(&meta, received, restore))
+            .await
+            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))??;
         *self.write() = restored;
         self.shared.changed.notify_waiters();
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self.snapshots.load()?.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        Ok(self.snapshots.current_for_sending().await?.map(|(meta, file)| Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
 
