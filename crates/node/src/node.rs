@@ -57,6 +57,8 @@ impl Node {
             .await
             .map_err(|e| anyhow::anyhow!("restoring state: {e}"))?;
         let shared = sm.shared();
+        let volume =
+            crate::raft::compaction::LogVolume { appended: log.appended_bytes(), snapshot: sm.snapshot_bytes() };
         let ledger = Ledger::open(&db, flusher)?;
 
         // Sizes and timeouts are chosen in `crate::raft` (see its documentation).
@@ -137,6 +139,7 @@ impl Node {
             ctx.raft.clone(),
             ctx.shared.clone(),
             ctx.config.snapshot_logs,
+            volume,
             stop_rx.clone(),
         )));
 

@@ -22,7 +22,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().map_err(storage_error)?;
         let flusher = Arc::new(Flusher::new(db.clone()));
         let log = LogStore::open(&db, flusher.clone()).map_err(storage_error)?;
-        let sm = StateMachineStore::open(&db, flusher)?;
+        let sm = StateMachineStore::open(&db, &dir.path().join("snapshots"), &flusher).await?;
         Ok((dir, log, sm))
     }
 }

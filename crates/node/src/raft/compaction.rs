@@ -8,9 +8,18 @@
 //! more; writing the state out then costs each entry at most the writing of four items. The
 //! log a restart replays stays at most that long.
 //!
+//! Entries are not all alike, though: a batch of a thousand creates is one entry and half a
+//! megabyte. So a snapshot is also due once the log written since the last one reaches a
+//! quarter of that snapshot's size (and at least [`MIN_LOG_BYTES`]): a restart then replays at
+//! most that much log after reading the snapshot (replaying a byte of log costs about twice
+//! reading a byte of snapshot), and the log on disk stays well below the snapshot. Creating a
+//! million jobs in batches snapshots about a dozen times instead of never (by entries, 250,000
+//! batches would be due).
+//!
 //! openraft's own policy is off ([`openraft::SnapshotPolicy::Never`]); [`run`] asks it for a
 //! snapshot when one is due. A request while one is being built is ignored by openraft.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +34,26 @@ pub const ITEMS_PER_ENTRY: u64 = 4;
 /// How often the condition is checked.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
+/// Log bytes below which no snapshot is due by size, however small the last one.
+pub const MIN_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What the log and the snapshot weigh, as the log and snapshot stores count them.
+pub struct LogVolume {
+    /// Bytes of entries appended since the node started.
+    pub appended: Arc<AtomicU64>,
+    /// The current snapshot's size.
+    pub snapshot: Arc<AtomicU64>,
+}
+
+/// The share of the last snapshot's size the log may reach before the next snapshot: 1/4.
+pub const LOG_SHARE_OF_SNAPSHOT: u64 = 4;
+
+/// Whether `log_bytes` written since the last snapshot reach a quarter of its size
+/// (`snapshot_bytes`), and [`MIN_LOG_BYTES`].
+pub fn outweighs(log_bytes: u64, snapshot_bytes: u64) -> bool {
+    log_bytes >= (snapshot_bytes / LOG_SHARE_OF_SNAPSHOT).max(MIN_LOG_BYTES)
+}
+
 /// The entries since the last snapshot after which the next one is due.
 pub fn threshold(snapshot_logs: u64, items: u64) -> u64 {
     snapshot_logs.max(items / ITEMS_PER_ENTRY).max(1)
@@ -36,10 +65,20 @@ pub fn due(applied: u64, snapshot: u64, threshold: u64) -> bool {
     applied.saturating_sub(snapshot) >= threshold
 }
 
-/// Asks raft for a snapshot whenever one is due, until `stop`.
-pub async fn run(raft: Raft, shared: Arc<Shared>, snapshot_logs: u64, mut stop: watch::Receiver<bool>) {
+/// Asks raft for a snapshot whenever one is due, until `stop`. The log's bytes are counted
+/// from the last snapshot this node saw finish (or from its start: the log a restart replays is
+/// not weighed again).
+pub async fn run(
+    raft: Raft,
+    shared: Arc<Shared>,
+    snapshot_logs: u64,
+    volume: LogVolume,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticks = tokio::time::interval(CHECK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen_snapshot = None;
+    let mut bytes_mark = 0;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -50,12 +89,18 @@ pub async fn run(raft: Raft, shared: Arc<Shared>, snapshot_logs: u64, mut stop: 
             let m = metrics.borrow();
             (m.last_applied.map_or(0, |l| l.index), m.snapshot.map_or(0, |l| l.index))
         };
+        let appended = volume.appended.load(Ordering::Relaxed);
+        if seen_snapshot != Some(snapshot) {
+            seen_snapshot = Some(snapshot);
+            bytes_mark = appended;
+        }
+        let heavy = outweighs(appended.saturating_sub(bytes_mark), volume.snapshot.load(Ordering::Relaxed));
         let items = {
             let applied = shared.read();
             let data = applied.state.data();
             (data.jobs.len() + data.retired.len() + data.fires.len()) as u64
         };
-        if due(applied, snapshot, threshold(snapshot_logs, items)) {
+        if heavy || due(applied, snapshot, threshold(snapshot_logs, items)) {
             if let Err(e) = raft.trigger().snapshot().await {
                 tracing::warn!(error = %e, "could not ask for a snapshot");
                 return;
@@ -82,6 +127,14 @@ mod tests {
         assert_eq!(million, 250_000);
         assert!(!due(249_999, 0, million));
         assert!(due(250_000, 0, million));
+    }
+
+    #[test]
+    fn a_log_of_a_quarter_of_the_snapshot_and_over_the_floor_is_due() {
+        assert!(!outweighs(MIN_LOG_BYTES - 1, 0), "below the floor");
+        assert!(outweighs(MIN_LOG_BYTES, 0));
+        assert!(!outweighs(149_000_000, 600_000_000), "under a quarter of a 600 MB snapshot");
+        assert!(outweighs(150_000_000, 600_000_000));
     }
 
     #[test]

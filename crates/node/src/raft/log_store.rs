@@ -5,6 +5,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -26,12 +27,20 @@ pub struct LogStore {
     flusher: Arc<Flusher>,
     log: sled::Tree,
     meta: sled::Tree,
+    appended: Arc<AtomicU64>,
 }
 
 impl LogStore {
     /// Opens the log in `db`.
     pub fn open(db: &sled::Db, flusher: Arc<Flusher>) -> Result<LogStore, sled::Error> {
-        Ok(LogStore { flusher, log: db.open_tree("raft_log")?, meta: db.open_tree("raft_meta")? })
+        let (log, meta) = (db.open_tree("raft_log")?, db.open_tree("raft_meta")?);
+        Ok(LogStore { flusher, log, meta, appended: Arc::new(AtomicU64::new(0)) })
+    }
+
+    /// Bytes of entries appended since the node started, as stored: what
+    /// [`super::compaction`] weighs against the last snapshot.
+    pub fn appended_bytes(&self) -> Arc<AtomicU64> {
+        self.appended.clone()
     }
 
     fn get_meta<T: DeserializeOwned>(
@@ -168,6 +177,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // written until the flush below completes and openraft is told so.
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            self.appended.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             self.log
                 .insert(entry.log_id.index.to_be_bytes(), bytes)
                 .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;

@@ -21,6 +21,7 @@
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::{BasicNode, ErrorSubject, ErrorVerb, LogId, SnapshotMeta};
@@ -40,7 +41,7 @@ const CURRENT: &str = "current.snap";
 const BUILDING: &str = "building.tmp";
 /// Where a snapshot being received is written.
 const RECEIVING: &str = "receiving.tmp";
-/// Where a received document without a frame is framed.
+/// Where a received document without a frame, or in a file of another's, is copied.
 const FRAMING: &str = "framing.tmp";
 /// Largest meta a frame may declare: a meta is a log id and a membership, well under this.
 const MAX_META_BYTES: u32 = 16 * 1024 * 1024;
@@ -63,6 +64,8 @@ pub struct SnapshotStore {
     dir: PathBuf,
     /// The log position of the current snapshot, held while one is put in place.
     current: Arc<Mutex<Option<LogId<NodeId>>>>,
+    /// The current snapshot's size in bytes.
+    size: Arc<AtomicU64>,
 }
 
 fn err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -81,14 +84,22 @@ impl SnapshotStore {
                 _ => {}
             }
         }
-        let store = SnapshotStore { dir: dir.to_path_buf(), current: Arc::new(Mutex::new(None)) };
-        store.move_from_sled(db, flusher).await?;
-        let current = match store.open_current()? {
-            Some((meta, _)) => meta.last_log_id,
-            None => None,
+        let store = SnapshotStore {
+            dir: dir.to_path_buf(),
+            current: Arc::new(Mutex::new(None)),
+            size: Arc::new(AtomicU64::new(0)),
         };
-        *store.lock() = current;
+        store.move_from_sled(db, flusher).await?;
+        if let Some((meta, file)) = store.open_current()? {
+            *store.lock() = meta.last_log_id;
+            store.size.store(file.metadata().map_or(0, |m| m.len()), Ordering::Relaxed);
+        }
         Ok(store)
+    }
+
+    /// The current snapshot's size in bytes (0 without one), kept up to date.
+    pub fn size(&self) -> Arc<AtomicU64> {
+        self.size.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<LogId<NodeId>>> {
@@ -133,6 +144,15 @@ impl SnapshotStore {
 
     /// The current snapshot's meta and its file, positioned at the document.
     pub fn open_current(&self) -> Result<Option<(Meta, File)>, StorageError> {
+        self.open_current_file()
+    }
+
+    /// The current snapshot's meta and a buffered reader of its document.
+    pub fn read_current(&self) -> Result<Option<(Meta, BufReader<File>)>, StorageError> {
+        Ok(self.open_current_file()?.map(|(meta, file)| (meta, BufReader::with_capacity(BUFFER_BYTES, file))))
+    }
+
+    fn open_current_file(&self) -> Result<Option<(Meta, File)>, StorageError> {
         let subject = ErrorSubject::Snapshot(None);
         let mut file = match File::open(self.path(CURRENT)) {
             Ok(file) => file,
@@ -185,41 +205,54 @@ impl SnapshotStore {
 
     /// Checks the received file against `meta` and hands its document to `restore`; once that
     /// succeeds, puts the file in place. A document without a frame (sent by a leader whose
-    /// snapshots were not files yet) is framed first.
+    /// snapshots were not files yet), or one handed over in a file other than the one
+    /// [`SnapshotStore::begin_receiving`] made, is first copied into a file of this store's.
     pub fn install_received<T>(
         &self,
         meta: &Meta,
         mut received: File,
-        restore: impl FnOnce(&mut dyn Read) -> Result<T, StorageError>,
+        restore: impl FnOnce(BufReader<File>) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         received.sync_all().map_err(|e| err(subject(), ErrorVerb::Write, e))?;
-        received.seek(SeekFrom::Start(0)).map_err(|e| err(subject(), ErrorVerb::Seek, e))?;
         let mut first = [0u8; 1];
+        received.seek(SeekFrom::Start(0)).map_err(|e| err(subject(), ErrorVerb::Seek, e))?;
         received.read_exact(&mut first).map_err(|e| err(subject(), ErrorVerb::Read, e))?;
         received.seek(SeekFrom::Start(0)).map_err(|e| err(subject(), ErrorVerb::Seek, e))?;
-        let tmp = if first[0] == b'{' {
-            self.frame_unframed(meta, &mut received).map_err(|e| err(subject(), ErrorVerb::Write, e))?
-        } else {
+        let framed = first[0] != b'{';
+        let tmp = if framed && self.is_receiving(&received) {
             self.path(RECEIVING)
+        } else {
+            self.copy_in(meta, &mut received, framed).map_err(|e| err(subject(), ErrorVerb::Write, e))?
         };
         let mut file = File::open(&tmp).map_err(|e| err(subject(), ErrorVerb::Read, e))?;
-        let framed = read_header(&mut file).map_err(|e| err(subject(), ErrorVerb::Read, e))?;
-        if framed.last_log_id != meta.last_log_id {
-            let why = format!("the received file is of {:?}, not {:?}", framed.last_log_id, meta.last_log_id);
+        let header = read_header(&mut file).map_err(|e| err(subject(), ErrorVerb::Read, e))?;
+        if header.last_log_id != meta.last_log_id {
+            let why = format!("the received file is of {:?}, not {:?}", header.last_log_id, meta.last_log_id);
             return Err(err(subject(), ErrorVerb::Read, why));
         }
-        let restored = restore(&mut BufReader::with_capacity(BUFFER_BYTES, file))?;
+        let restored = restore(BufReader::with_capacity(BUFFER_BYTES, file))?;
         self.put_in_place(&tmp, meta).map_err(|e| err(subject(), ErrorVerb::Write, e))?;
         Ok(restored)
     }
 
-    /// Writes `meta`'s frame and then the document of `unframed` into a file of its own.
-    fn frame_unframed(&self, meta: &Meta, unframed: &mut File) -> std::io::Result<PathBuf> {
+    /// Whether `file` is the one [`SnapshotStore::begin_receiving`] made.
+    fn is_receiving(&self, file: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::metadata(self.path(RECEIVING))) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+
+    /// Copies `source` into a file of its own, with `meta`'s frame first unless it is `framed`.
+    fn copy_in(&self, meta: &Meta, source: &mut File, framed: bool) -> std::io::Result<PathBuf> {
         let tmp = self.path(FRAMING);
         let mut out = BufWriter::with_capacity(BUFFER_BYTES, File::create(&tmp)?);
-        write_header(&mut out, meta)?;
-        std::io::copy(unframed, &mut out)?;
+        if !framed {
+            write_header(&mut out, meta)?;
+        }
+        std::io::copy(source, &mut out)?;
         finish(out)?;
         Ok(tmp)
     }
@@ -236,6 +269,7 @@ impl SnapshotStore {
         }
         self.rename_into_place(tmp)?;
         *current = meta.last_log_id;
+        self.size.store(file.metadata()?.len(), Ordering::Relaxed);
         Ok(file)
     }
 

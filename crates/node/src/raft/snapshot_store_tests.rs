@@ -83,7 +83,7 @@ async fn the_file_sent_is_the_whole_frame_and_installs_as_received() {
     let mut received = follower.begin_receiving().unwrap();
     received.write_all(&sent).unwrap();
     let restored = follower
-        .install_received(&sent_meta, received, |doc| {
+        .install_received(&sent_meta, received, |mut doc| {
             let mut text = String::new();
             doc.read_to_string(&mut text).unwrap();
             Ok(text)
@@ -100,7 +100,7 @@ async fn a_document_without_a_frame_is_framed_on_install() {
     let mut received = store.begin_receiving().unwrap();
     received.write_all(br#"{"old":true}"#).unwrap();
     let restored = store
-        .install_received(&meta(7), received, |doc| {
+        .install_received(&meta(7), received, |mut doc| {
             let mut bytes = Vec::new();
             doc.read_to_end(&mut bytes).unwrap();
             Ok(bytes)

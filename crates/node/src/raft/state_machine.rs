@@ -137,8 +137,8 @@ impl StateMachineStore {
         flusher: &Flusher,
     ) -> Result<StateMachineStore, StorageError> {
         let snapshots = SnapshotStore::open(db, snapshot_dir, flusher).await?;
-        let applied = match snapshots.open_current()? {
-            Some((_, file)) => restore(&mut std::io::BufReader::with_capacity(1 << 20, file))?,
+        let applied = match snapshots.read_current()? {
+            Some((_, document)) => restore(document)?,
             None => Applied { state: State::default(), last_applied: None, membership: StoredMembership::default() },
         };
         Ok(StateMachineStore {
@@ -151,6 +151,11 @@ impl StateMachineStore {
         })
     }
 
+    /// The current snapshot's size in bytes, kept up to date.
+    pub fn snapshot_bytes(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.snapshots.size()
+    }
+
     /// The shared applied state.
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
@@ -161,8 +166,9 @@ impl StateMachineStore {
     }
 }
 
-/// Reads a snapshot document as it streams in: nothing holds the whole of it.
-fn restore(document: &mut dyn Read) -> Result<Applied, StorageError> {
+/// Reads a snapshot document as it streams in: nothing holds the whole of it. (A concrete
+/// reader: serde_json reads byte by byte, and a `dyn Read` would cost a call per byte.)
+fn restore<R: Read>(document: R) -> Result<Applied, StorageError> {
     let body: SnapshotBody =
         serde_json::from_reader(document).map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
     Ok(Applied { state: State::from_data(body.data), last_applied: body.last_applied, membership: body.membership })
