@@ -57,8 +57,11 @@ impl Node {
             .await
             .map_err(|e| anyhow::anyhow!("restoring state: {e}"))?;
         let shared = sm.shared();
-        let volume =
-            crate::raft::compaction::LogVolume { appended: log.appended_bytes(), snapshot: sm.snapshot_bytes() };
+        let volume = crate::raft::compaction::LogVolume {
+            appended: log.appended_bytes(),
+            snapshot: sm.snapshot_bytes(),
+            sizes: log.entry_sizes(),
+        };
         let ledger = Ledger::open(&db, flusher)?;
 
         // Sizes and timeouts are chosen in `crate::raft` (see its documentation).

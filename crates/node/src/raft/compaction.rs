@@ -16,9 +16,16 @@
 //! million jobs in batches snapshots about a dozen times instead of never (by entries, 250,000
 //! batches would be due).
 //!
+//! Behind a snapshot openraft keeps `--keep-logs` entries, for followers briefly behind. sled
+//! holds the values it has written in memory, whatever its cache size, so a thousand batches
+//! of creates kept there are half a gigabyte of RAM. So after each snapshot the log is also
+//! purged down to [`KEEP_LOG_BYTES`] behind it, counted over the entries this node appended
+//! (a restart reads none of the older ones back).
+//!
 //! openraft's own policy is off ([`openraft::SnapshotPolicy::Never`]); [`run`] asks it for a
 //! snapshot when one is due. A request while one is being built is ignored by openraft.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,12 +44,31 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// Log bytes below which no snapshot is due by size, however small the last one.
 pub const MIN_LOG_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Most bytes of log kept behind a snapshot, whatever `--keep-logs` allows.
+pub const KEEP_LOG_BYTES: u64 = 16 * 1024 * 1024;
+
 /// What the log and the snapshot weigh, as the log and snapshot stores count them.
 pub struct LogVolume {
     /// Bytes of entries appended since the node started.
     pub appended: Arc<AtomicU64>,
     /// The current snapshot's size.
     pub snapshot: Arc<AtomicU64>,
+    /// The size of each entry appended since the node started, by index.
+    pub sizes: super::log_store::EntrySizes,
+}
+
+/// The last index to purge so that the entries kept up to a snapshot at `snapshot` weigh at
+/// most `budget` bytes: walking back from the snapshot, the first entry past the budget and
+/// everything before it go. `None` while what is known fits.
+pub fn purge_point(sizes: &BTreeMap<u64, u64>, snapshot: u64, budget: u64) -> Option<u64> {
+    let mut kept = 0u64;
+    for (&index, &size) in sizes.range(..=snapshot).rev() {
+        kept = kept.saturating_add(size);
+        if kept > budget {
+            return Some(index);
+        }
+    }
+    None
 }
 
 /// The share of the last snapshot's size the log may reach before the next snapshot: 1/4.
@@ -93,6 +119,13 @@ pub async fn run(
         if seen_snapshot != Some(snapshot) {
             seen_snapshot = Some(snapshot);
             bytes_mark = appended;
+            let point = purge_point(&volume.sizes.lock().unwrap_or_else(|e| e.into_inner()), snapshot, KEEP_LOG_BYTES);
+            if let Some(upto) = point {
+                if let Err(e) = raft.trigger().purge_log(upto).await {
+                    tracing::warn!(error = %e, "could not ask for a purge");
+                    return;
+                }
+            }
         }
         let heavy = outweighs(appended.saturating_sub(bytes_mark), volume.snapshot.load(Ordering::Relaxed));
         let items = {
@@ -135,6 +168,16 @@ mod tests {
         assert!(outweighs(MIN_LOG_BYTES, 0));
         assert!(!outweighs(149_000_000, 600_000_000), "under a quarter of a 600 MB snapshot");
         assert!(outweighs(150_000_000, 600_000_000));
+    }
+
+    #[test]
+    fn the_log_kept_behind_a_snapshot_stops_at_the_byte_budget() {
+        let sizes: BTreeMap<u64, u64> = (1..=10).map(|i| (i, 100)).collect();
+        assert_eq!(purge_point(&sizes, 8, 250), Some(6), "7 and 8 fit, 6 would pass 250");
+        assert_eq!(purge_point(&sizes, 8, 800), None, "all eight fit");
+        assert_eq!(purge_point(&sizes, 8, 799), Some(1));
+        assert_eq!(purge_point(&sizes, 8, 0), Some(8), "nothing kept: the snapshot's own entry goes too");
+        assert_eq!(purge_point(&BTreeMap::new(), 8, 0), None, "no sizes known (before a restart)");
     }
 
     #[test]

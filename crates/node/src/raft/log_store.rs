@@ -3,10 +3,11 @@
 //! Entries are stored as the same JSON that goes on the wire, so the reader can bound a
 //! replication batch by bytes ([`super::MAX_APPEND_BYTES`]) without encoding anything.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, Vote};
@@ -28,13 +29,27 @@ pub struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
     appended: Arc<AtomicU64>,
+    sizes: EntrySizes,
 }
+
+/// The stored size of every entry appended since the node started, by index, kept in step
+/// with truncation and purging: what [`super::compaction`] purges the log by.
+pub type EntrySizes = Arc<Mutex<BTreeMap<u64, u64>>>;
 
 impl LogStore {
     /// Opens the log in `db`.
     pub fn open(db: &sled::Db, flusher: Arc<Flusher>) -> Result<LogStore, sled::Error> {
         let (log, meta) = (db.open_tree("raft_log")?, db.open_tree("raft_meta")?);
-        Ok(LogStore { flusher, log, meta, appended: Arc::new(AtomicU64::new(0)) })
+        Ok(LogStore { flusher, log, meta, appended: Arc::new(AtomicU64::new(0)), sizes: EntrySizes::default() })
+    }
+
+    /// The sizes of the entries appended since the node started.
+    pub fn entry_sizes(&self) -> EntrySizes {
+        self.sizes.clone()
+    }
+
+    fn sizes(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, u64>> {
+        self.sizes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Bytes of entries appended since the node started, as stored: what
@@ -178,6 +193,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
             self.appended.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            self.sizes().insert(entry.log_id.index, bytes.len() as u64);
             self.log
                 .insert(entry.log_id.index.to_be_bytes(), bytes)
                 .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
@@ -188,6 +204,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
+        self.sizes().split_off(&log_id.index);
         self.remove_range(log_id.index, u64::MAX, true)?;
         self.flush(ErrorSubject::Logs).await
     }
@@ -195,6 +212,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
         self.put_meta(LAST_PURGED, &log_id, ErrorSubject::Store)?;
         self.flush(ErrorSubject::Store).await?;
+        {
+            let mut sizes = self.sizes();
+            *sizes = sizes.split_off(&log_id.index.saturating_add(1));
+        }
         self.remove_range(0, log_id.index, false)
     }
 }
@@ -243,6 +264,18 @@ mod tests {
         fill(&store, 3, MAX_APPEND_BYTES + 1);
         assert_eq!(batch(&mut store, 1, 4).await, vec![1]);
         assert_eq!(batch(&mut store, 2, 4).await, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn entry_sizes_follow_truncation_and_purging() {
+        let (_dir, mut store) = store();
+        fill(&store, 10, 100);
+        store.sizes().extend((1..=10).map(|i| (i, 100)));
+        let id = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
+        store.truncate(id(8)).await.expect("truncate");
+        store.purge(id(3)).await.expect("purge");
+        assert_eq!(store.sizes().keys().copied().collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+        assert_eq!(batch(&mut store, 1, 11).await, vec![4, 5, 6, 7], "the log itself agrees");
     }
 
     #[tokio::test]
