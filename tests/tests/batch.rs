@@ -65,7 +65,7 @@ async fn a_batch_commits_whole_through_a_follower_or_not_at_all() -> anyhow::Res
     assert_eq!(answered, sent, "the answer lists the jobs in the order sent");
     let uids: BTreeSet<u64> = answer.jobs.iter().map(|j| j.uid).collect();
     assert_eq!(uids.len(), 1000, "every job has its own uid");
-    let expected: BTreeSet<String> = batch.iter().map(|s| s.name.clone()).collect();
+    let expected: BTreeSet<String> = batch.iter().map(|s| s.name.to_string()).collect();
     for id in [1, 2, 3] {
         assert_eq!(names_on(&cluster, id).await?, expected, "node {id} serves every job of the batch");
     }
@@ -118,7 +118,7 @@ async fn a_batch_commits_whole_through_a_follower_or_not_at_all() -> anyhow::Res
     // The route takes bodies past the 256 KiB of other routes, up to its own limit.
     let mut wide = specs("wide", 10);
     for s in &mut wide {
-        s.target.body = Some("x".repeat(60 * 1024));
+        s.target.body = Some("x".repeat(60 * 1024).into());
     }
     assert_eq!(via.create_jobs(&wide).await?.created, 10, "a 600 KiB batch is taken");
     // Just past the limit (about 16.2 MiB), within the margin a node still reads so that the
@@ -126,7 +126,7 @@ async fn a_batch_commits_whole_through_a_follower_or_not_at_all() -> anyhow::Res
     // (edge.rs, DRAIN_BYTES), which a client may see before the answer.
     let mut huge = specs("huge", 276);
     for s in &mut huge {
-        s.target.body = Some("x".repeat(60 * 1024));
+        s.target.body = Some("x".repeat(60 * 1024).into());
     }
     let (status, code, _, _) = refusal(via.create_jobs(&huge).await);
     assert_eq!((status, code.as_str()), (413, "too_large"), "a 16.2 MiB batch is not");

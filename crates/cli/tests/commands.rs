@@ -145,7 +145,7 @@ async fn create_and_list(ep: &str, sink: &Sink) -> anyhow::Result<JobView> {
 
     // Get.
     let job: JobView = belfry(ep, &["job", "get", "nightly", "-o", "json"]).await.json();
-    assert_eq!(job.target.headers.get("X-Team").map(String::as_str), Some("ops"));
+    assert_eq!(job.target.headers.get("X-Team"), Some("ops"));
     assert_eq!(job.retry.max_attempts, 5);
     Ok(job)
 }

@@ -78,7 +78,7 @@ impl From<&Job> for JobView {
     fn from(job: &Job) -> Self {
         let description = job.schedule().map(|s| s.describe()).unwrap_or_default();
         JobView {
-            name: job.spec.name.clone(),
+            name: job.spec.name.to_string(),
             uid: job.uid,
             schedule: job.spec.schedule.clone(),
             description,
@@ -94,8 +94,8 @@ impl From<&Job> for JobView {
             next_fire_at: job.next_fire_at.filter(|_| !job.spec.paused).map(rfc3339),
             created_at: rfc3339(job.created_at),
             updated_at: rfc3339(job.updated_at),
-            created_by: job.created_by.clone(),
-            updated_by: job.updated_by.clone(),
+            created_by: job.created_by.as_ref().map(ToString::to_string),
+            updated_by: job.updated_by.as_ref().map(ToString::to_string),
             last_status: None,
             failing: None,
         }
@@ -205,7 +205,7 @@ impl ExecutionView {
         let last = f.attempts.last();
         ExecutionView {
             key: f.key.0.clone(),
-            job: f.job_name.clone(),
+            job: f.job_name.to_string(),
             scheduled_at: rfc3339(f.scheduled_at),
             fired_at: rfc3339(f.claimed_at),
             manual: f.manual,

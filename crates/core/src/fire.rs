@@ -190,7 +190,7 @@ pub struct Fire {
     /// The job's uid.
     pub job_uid: JobUid,
     /// The job's name when the fire was claimed.
-    pub job_name: String,
+    pub job_name: compact_str::CompactString,
     /// The schedule instant (the manual trigger's commit time for manual fires).
     pub scheduled_at: DateTime<Utc>,
     /// When the claim committed (the proposer's clock).

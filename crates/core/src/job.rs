@@ -2,6 +2,7 @@
 
 use belfry_schedule::{Schedule, ScheduleSpec};
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
@@ -69,8 +70,8 @@ pub const MAX_HISTORY_AGE: HumanDuration = HumanDuration::days(3650);
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// Unique name, `[a-z0-9][a-z0-9._-]{0,127}`; the job's handle in the API.
-    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")]
-    pub name: String,
+    #[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")]
+    pub name: CompactString,
     /// When the job fires.
     pub schedule: ScheduleSpec,
     /// What a fire delivers.
@@ -97,17 +98,19 @@ pub struct JobSpec {
 #[serde(deny_unknown_fields)]
 pub struct HttpTarget {
     /// `http://` or `https://` URL.
-    #[schema(max_length = 2048, pattern = "^[hH][tT][tT][pP][sS]?://")]
-    pub url: String,
+    #[schema(value_type = String, max_length = 2048, pattern = "^[hH][tT][tT][pP][sS]?://")]
+    pub url: CompactString,
     /// HTTP method; POST by default.
     #[serde(default = "default_method")]
-    pub method: String,
+    #[schema(value_type = String)]
+    pub method: CompactString,
     /// Extra request headers.
     #[serde(default, skip_serializing_if = "Headers::is_empty")]
     pub headers: Headers,
     /// Request body, sent as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub body: Option<CompactString>,
     /// Per-attempt timeout, 30 s by default.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
@@ -139,7 +142,7 @@ impl HttpTarget {
         let mut shown = self.clone();
         for (name, value) in shown.headers.iter_mut() {
             if is_secret_header(name) {
-                *value = REDACTED.to_string();
+                *value = REDACTED.into();
             }
         }
         shown
@@ -162,7 +165,7 @@ impl HttpTarget {
             }
             let previous = stored.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
             match previous {
-                Some(v) => kept.push((name.clone(), v.clone())),
+                Some(v) => kept.push((CompactString::from(name), CompactString::from(v))),
                 None => {
                     return Err(ApplyError::invalid(
                         "target.headers",
@@ -191,7 +194,7 @@ impl HttpTarget {
     }
 }
 
-fn default_method() -> String {
+fn default_method() -> CompactString {
     "POST".into()
 }
 
@@ -322,10 +325,10 @@ pub struct Job {
     /// The id of the API token that created the job (none with authentication off, and for
     /// jobs created before tokens existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_by: Option<String>,
+    pub created_by: Option<CompactString>,
     /// The id of the API token behind the last change (create, replace, pause, resume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated_by: Option<String>,
+    pub updated_by: Option<CompactString>,
 }
 
 impl Job {

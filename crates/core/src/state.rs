@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use belfry_schedule::instant::{clamp_instant, saturating_add};
 use belfry_schedule::{jitter_offset, parse_duration, Schedule};
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Response};
@@ -41,7 +42,7 @@ pub const MAX_CATCH_UP: usize = 10_000;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Data {
     /// Live jobs by name.
-    pub jobs: BTreeMap<String, Box<Job>>,
+    pub jobs: BTreeMap<CompactString, Box<Job>>,
     /// Deleted jobs that still have unfinished fires, by uid: their fires still need the target.
     pub retired: BTreeMap<JobUid, Box<Job>>,
     /// Every fire kept, by sequence number (claim order).
@@ -67,7 +68,7 @@ pub struct Data {
 #[derive(Debug, Clone)]
 pub struct State {
     data: Data,
-    names: HashMap<JobUid, String>,
+    names: HashMap<JobUid, CompactString>,
     keys: HashMap<FireKey, u64>,
     /// `(due instant in ms, uid)` for every unpaused job with a next instant: the ticker's queue.
     due: BTreeSet<(i64, JobUid)>,
@@ -178,7 +179,7 @@ impl State {
     ) -> Result<Response, ApplyError> {
         let schedule = spec.validate(now)?;
         if self.data.jobs.contains_key(&spec.name) {
-            return Err(ApplyError::AlreadyExists { name: spec.name });
+            return Err(ApplyError::AlreadyExists { name: spec.name.to_string() });
         }
         if let Some(limit) = max_jobs.filter(|limit| self.data.jobs.len() as u64 >= *limit) {
             return Err(ApplyError::QuotaExceeded { what: "jobs".into(), limit });
@@ -225,7 +226,7 @@ impl State {
         }
         job.version = job.version.saturating_add(1);
         job.updated_at = now;
-        job.updated_by = by;
+        job.updated_by = by.map(CompactString::from);
         let uid = job.uid;
         let response = Response::Job { job: Box::new(job.clone()) };
         self.store_job(job);
@@ -273,7 +274,7 @@ impl State {
             job.spec.paused = paused;
             job.version = job.version.saturating_add(1);
             job.updated_at = now;
-            job.updated_by = by;
+            job.updated_by = by.map(CompactString::from);
             self.store_job(job.clone());
         }
         Ok(Response::Job { job: Box::new(job) })
@@ -355,22 +356,22 @@ impl State {
     pub fn jobs_after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a Job> + 'a {
         use std::ops::Bound;
         let start = match after {
-            Some(a) => Bound::Excluded(a.to_string()),
+            Some(a) => Bound::Excluded(a),
             None => Bound::Unbounded,
         };
-        self.data.jobs.range((start, Bound::Unbounded)).map(|(_, j)| &**j)
+        self.data.jobs.range::<str, _>((start, Bound::Unbounded)).map(|(_, j)| &**j)
     }
 
     /// Live jobs whose names start with `prefix`, in name order, starting after `after`.
     pub fn jobs_with_prefix<'a>(&'a self, prefix: &'a str, after: Option<&str>) -> impl Iterator<Item = &'a Job> + 'a {
         use std::ops::Bound;
         let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
-            _ => Bound::Included(prefix.to_string()),
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
         };
         self.data
             .jobs
-            .range((start, Bound::Unbounded))
+            .range::<str, _>((start, Bound::Unbounded))
             .map(|(_, j)| &**j)
             .take_while(move |j| j.spec.name.starts_with(prefix))
     }
@@ -475,8 +476,8 @@ fn new_job(uid: JobUid, spec: JobSpec, schedule: &Schedule, now: DateTime<Utc>, 
         version: 1,
         created_at: now,
         updated_at: now,
-        created_by: by.clone(),
-        updated_by: by,
+        created_by: by.clone().map(CompactString::from),
+        updated_by: by.map(CompactString::from),
     }
 }
 

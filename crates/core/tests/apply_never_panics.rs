@@ -20,6 +20,7 @@ use belfry_core::{
 use belfry_schedule::instant::{in_window, MAX_INSTANT, MIN_INSTANT};
 use belfry_schedule::ScheduleSpec;
 use chrono::{DateTime, TimeZone, Utc};
+use compact_str::CompactString;
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -114,15 +115,23 @@ fn schedule() -> impl Strategy<Value = ScheduleSpec> {
         proptest::option::weighted(0.4, duration_text()),
     )
         .prop_map(|(kind, cron, timezone, every, at, start_at, end_at, jitter)| {
+            let (cron, every, at) = (compact(cron), Some(every.into()), Some(at.into()));
+            let (timezone, start_at, end_at, jitter) =
+                (compact(timezone), compact(start_at), compact(end_at), compact(jitter));
             let mut s = ScheduleSpec { timezone, start_at, end_at, jitter, ..Default::default() };
             match kind {
                 0 => s.cron = cron.or(Some("* * * * * *".into())),
-                1 => s.every = Some(every),
-                2 => s.at = Some(at),
-                _ => (s.every, s.cron) = (Some(every), cron),
+                1 => s.every = every,
+                2 => s.at = at,
+                _ => (s.every, s.cron) = (every, cron),
             }
             s
         })
+}
+
+/// The state's form of an optional text.
+fn compact(text: Option<String>) -> Option<CompactString> {
+    text.map(CompactString::from)
 }
 
 fn target() -> impl Strategy<Value = HttpTarget> {
@@ -144,10 +153,10 @@ fn target() -> impl Strategy<Value = HttpTarget> {
     ];
     (url, text(&["POST", "GET", "BREW"]), proptest::collection::btree_map(header.0, header.1, 0..3), body, human())
         .prop_map(|(url, method, headers, body, timeout)| HttpTarget {
-            url,
-            method,
+            url: url.into(),
+            method: method.into(),
             headers: headers.into(),
-            body,
+            body: compact(body),
             timeout,
         })
 }
@@ -179,11 +188,13 @@ fn valid_schedule() -> impl Strategy<Value = ScheduleSpec> {
         proptest::option::weighted(0.2, text(&["1m", "1h"])),
     )
         .prop_map(|(kind, cron, timezone, every, at, start_at, end_at, short_jitter, long_jitter)| {
+            let (start_at, end_at, short_jitter) = (compact(start_at), compact(end_at), compact(short_jitter));
+            let (timezone, long_jitter) = (compact(timezone), compact(long_jitter));
             let mut s = ScheduleSpec { start_at, end_at, jitter: short_jitter, ..Default::default() };
             match kind {
-                0 => (s.cron, s.timezone, s.jitter) = (Some(cron), timezone, long_jitter.or(s.jitter)),
-                1 => s.every = Some(every),
-                _ => (s.at, s.jitter) = (Some(at), long_jitter.or(s.jitter)),
+                0 => (s.cron, s.timezone, s.jitter) = (Some(cron.into()), timezone, long_jitter.or(s.jitter)),
+                1 => s.every = Some(every.into()),
+                _ => (s.at, s.jitter) = (Some(at.into()), long_jitter.or(s.jitter)),
             }
             s
         })
@@ -206,17 +217,17 @@ fn valid_spec() -> impl Strategy<Value = JobSpec> {
         ms(15 * 60_000),
     )
         .prop_map(|(url, headers, body, timeout)| HttpTarget {
-            url,
+            url: url.into(),
             method: "POST".into(),
             headers: headers.into(),
-            body,
+            body: compact(body),
             timeout,
         });
     let overlap = select(&[OverlapPolicy::Allow, OverlapPolicy::Forbid, OverlapPolicy::BufferOne][..]);
     let action = select(&[MisfireAction::FireOnce, MisfireAction::FireAll, MisfireAction::Skip][..]);
     (select(&NAMES[..3]), valid_schedule(), target, overlap, action, ms(7 * day), retry, history, any::<bool>())
         .prop_map(|(name, schedule, target, overlap, policy, grace, retry, history, paused)| JobSpec {
-            name: name.to_string(),
+            name: name.into(),
             schedule,
             target,
             overlap,
@@ -238,7 +249,7 @@ fn wild_spec() -> impl Strategy<Value = JobSpec> {
         .prop_map(|(max_count, max_age)| HistoryPolicy { max_count, max_age });
     (select(NAMES), schedule(), target(), overlap, action, human(), retry, history, any::<bool>()).prop_map(
         |(name, schedule, target, overlap, policy, grace, retry, history, paused)| JobSpec {
-            name: name.to_string(),
+            name: name.into(),
             schedule,
             target,
             overlap,

@@ -49,7 +49,7 @@ impl Runner {
     fn spec(&self, line: &Line, name: &str, now: DateTime<Utc>) -> Result<JobSpec, Box<dyn Error>> {
         let mut schedule = ScheduleSpec::default();
         let mut spec = JobSpec {
-            name: name.to_string(),
+            name: name.into(),
             schedule: ScheduleSpec::default(),
             target: HttpTarget {
                 url: "http://sink.test/hook".into(),
@@ -71,8 +71,8 @@ impl Runner {
                 Some("every") => schedule.every = Some(v.into()),
                 Some("cron") => schedule.cron = Some(v.into()),
                 Some("tz") => schedule.timezone = Some(v.into()),
-                Some("at") => schedule.at = Some(belfry_core::api::rfc3339(at(v.parse()?))),
-                Some("start") => schedule.start_at = Some(belfry_core::api::rfc3339(at(v.parse()?))),
+                Some("at") => schedule.at = Some(belfry_core::api::rfc3339(at(v.parse()?)).into()),
+                Some("start") => schedule.start_at = Some(belfry_core::api::rfc3339(at(v.parse()?)).into()),
                 Some("jitter") => schedule.jitter = Some(v.into()),
                 Some("overlap") => spec.overlap = serde_json::from_value(v.into())?,
                 Some("misfire") => spec.misfire.policy = serde_json::from_value(v.into())?,

@@ -213,12 +213,12 @@ impl Worker {
             Some(Delivery {
                 key: item.key.clone(),
                 attempt: item.attempt,
-                job: fire.job_name.clone(),
+                job: fire.job_name.to_string(),
                 scheduled_at: fire.scheduled_at,
-                method: t.method.clone(),
-                url: t.url.clone(),
-                headers: t.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                body: t.body.clone().unwrap_or_default().into_bytes(),
+                method: t.method.to_string(),
+                url: t.url.to_string(),
+                headers: t.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                body: t.body.as_deref().unwrap_or_default().as_bytes().to_vec(),
                 timeout: t.timeout.0,
             })
         });

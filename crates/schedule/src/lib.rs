@@ -71,6 +71,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use cron::Cron;
@@ -93,25 +94,32 @@ pub const MAX_CRON_BYTES: usize = 1_024;
 pub struct ScheduleSpec {
     /// 5 or 6 field cron expression (seconds first when 6), or an `@macro`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cron: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub cron: Option<CompactString>,
     /// IANA zone for `cron`; UTC when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub timezone: Option<CompactString>,
     /// Interval such as `30s`, `5m`, `1h30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub every: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub every: Option<CompactString>,
     /// One-off RFC 3339 instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub at: Option<CompactString>,
     /// No fire before this RFC 3339 instant (the anchor of `every`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub start_at: Option<CompactString>,
     /// No fire after this RFC 3339 instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub end_at: Option<CompactString>,
     /// Maximum uniform delay added per fire, deterministic per fire key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jitter: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub jitter: Option<CompactString>,
 }
 
 /// A validation failure that names the field at fault.

@@ -453,7 +453,11 @@ fn zone_and_start() -> impl Strategy<Value = (usize, DateTime<Utc>)> {
 }
 
 fn fires(expr: &Expr, zone: usize, start: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-    let spec = ScheduleSpec { cron: Some(expr.text.clone()), timezone: Some(ZONES[zone].into()), ..Default::default() };
+    let spec = ScheduleSpec {
+        cron: Some(expr.text.as_str().into()),
+        timezone: Some(ZONES[zone].into()),
+        ..Default::default()
+    };
     let schedule = Schedule::parse(&spec, start).unwrap_or_else(|e| panic!("{:?} rejected: {e}", expr.text));
     schedule.upcoming(start, FIRES)
 }

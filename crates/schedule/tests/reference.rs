@@ -93,8 +93,11 @@ fn engine_matches_reference() {
     let fixture = load();
     let mut failures = Vec::new();
     for case in &fixture.cases {
-        let spec =
-            ScheduleSpec { cron: Some(case.expr.clone()), timezone: Some(case.zone.clone()), ..Default::default() };
+        let spec = ScheduleSpec {
+            cron: Some(case.expr.as_str().into()),
+            timezone: Some(case.zone.as_str().into()),
+            ..Default::default()
+        };
         let schedule = match Schedule::parse(&spec, utc("2000-01-01T00:00:00Z")) {
             Ok(s) => s,
             Err(e) => {

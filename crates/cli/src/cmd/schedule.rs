@@ -45,7 +45,10 @@ pub async fn run(ctx: &Ctx, command: ScheduleCommand) -> Result<String, CliError
         ScheduleCommand::Preview { expr, tz, every, at, start_at, end_at, count, after } => {
             // The local column is a convenience; an unknown zone is the server's to report.
             let zone = tz.as_deref().and_then(|z| z.parse::<chrono_tz::Tz>().ok());
-            let schedule = ScheduleSpec { cron: expr, timezone: tz, every, at, start_at, end_at, jitter: None };
+            let text = |v: Option<String>| v.map(Into::into);
+            let (cron, timezone, every, at, start_at, end_at) =
+                (text(expr), text(tz), text(every), text(at), text(start_at), text(end_at));
+            let schedule = ScheduleSpec { cron, timezone, every, at, start_at, end_at, jitter: None };
             let instants = ctx.client.preview(&PreviewRequest { schedule, count: Some(count), after }).await?;
             job::instants(ctx, &instants, zone)
         }

@@ -120,8 +120,8 @@ fn parse_human_duration(s: &str) -> Result<HumanDuration, String> {
 }
 
 /// `Some(v)` for a non-empty flag value, `None` for an empty one (which clears the field).
-fn set(v: &str) -> Option<String> {
-    (!v.is_empty()).then(|| v.to_string())
+fn set<T: for<'a> From<&'a str>>(v: &str) -> Option<T> {
+    (!v.is_empty()).then(|| T::from(v))
 }
 
 impl SpecFlags {
@@ -156,10 +156,10 @@ impl SpecFlags {
         }
         let t = &mut spec.target;
         if let Some(url) = &self.url {
-            t.url = url.clone();
+            t.url = url.as_str().into();
         }
         if let Some(method) = &self.method {
-            t.method = method.to_ascii_uppercase();
+            t.method = method.to_ascii_uppercase().into();
         }
         t.headers.extend(self.headers.iter().cloned());
         if let Some(body) = &self.body {
@@ -240,7 +240,7 @@ pub fn for_create(
 /// The spec of a job as it is, to lay `update` flags over.
 pub fn of_view(job: JobView) -> JobSpec {
     JobSpec {
-        name: job.name,
+        name: job.name.into(),
         schedule: job.schedule,
         target: job.target,
         overlap: job.overlap,

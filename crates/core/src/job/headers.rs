@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Header names and values, names unique and in order, as a JSON object on the wire.
+/// Header names and values, names unique and in order, as a JSON object on the wire. Names and
+/// values of up to 24 bytes (most of them) sit inside the pair, with no allocation of their own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, String)>);
+pub struct Headers(Vec<Pair>);
 
 impl Headers {
     /// No headers.
@@ -29,31 +31,32 @@ impl Headers {
     }
 
     /// The pairs, in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(n, v)| (n, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// The pairs with their values writable, in name order.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut String)> {
-        self.0.iter_mut().map(|(n, v)| (&*n, v))
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut CompactString)> {
+        self.0.iter_mut().map(|(n, v)| (n.as_str(), v))
     }
 
     /// The values, in name order.
-    pub fn values(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|(_, v)| v)
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(_, v)| v.as_str())
     }
 
     /// The value of header `name` (compared exactly, as a map key would be).
-    pub fn get(&self, name: &str) -> Option<&String> {
-        self.position(name).ok().map(|i| &self.0[i].1)
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.position(name).ok().map(|i| self.0[i].1.as_str())
     }
 
     /// Sets header `name` to `value`, returning the value it replaced.
-    pub fn insert(&mut self, name: String, value: String) -> Option<String> {
+    pub fn insert(&mut self, name: impl Into<CompactString>, value: impl Into<CompactString>) -> Option<CompactString> {
+        let name = name.into();
         match self.position(&name) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value.into())),
             Err(i) => {
-                self.0.insert(i, (name, value));
+                self.0.insert(i, (name, value.into()));
                 None
             }
         }
@@ -64,47 +67,58 @@ impl Headers {
     }
 }
 
-impl Extend<(String, String)> for Headers {
-    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, pairs: I) {
+impl<N: Into<CompactString>, V: Into<CompactString>> Extend<(N, V)> for Headers {
+    fn extend<I: IntoIterator<Item = (N, V)>>(&mut self, pairs: I) {
         for (name, value) in pairs {
             self.insert(name, value);
         }
     }
 }
 
-impl FromIterator<(String, String)> for Headers {
+impl<N: Into<CompactString>, V: Into<CompactString>> FromIterator<(N, V)> for Headers {
     /// Later pairs replace earlier ones of the same name, as in a map.
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Headers {
-        let map: BTreeMap<String, String> = pairs.into_iter().collect();
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(pairs: I) -> Headers {
+        let map: BTreeMap<CompactString, CompactString> =
+            pairs.into_iter().map(|(n, v)| (n.into(), v.into())).collect();
         Headers::from(map)
     }
 }
 
-impl From<BTreeMap<String, String>> for Headers {
-    fn from(map: BTreeMap<String, String>) -> Headers {
-        let mut pairs: Vec<(String, String)> = map.into_iter().collect();
+impl From<BTreeMap<CompactString, CompactString>> for Headers {
+    fn from(map: BTreeMap<CompactString, CompactString>) -> Headers {
+        let mut pairs: Vec<_> = map.into_iter().collect();
         pairs.shrink_to_fit();
         Headers(pairs)
     }
 }
 
+impl From<BTreeMap<String, String>> for Headers {
+    fn from(map: BTreeMap<String, String>) -> Headers {
+        map.into_iter().collect()
+    }
+}
+
+type Pair = (CompactString, CompactString);
+
 impl<'a> IntoIterator for &'a Headers {
-    type Item = (&'a String, &'a String);
-    type IntoIter =
-        std::iter::Map<std::slice::Iter<'a, (String, String)>, fn(&'a (String, String)) -> (&'a String, &'a String)>;
+    type Item = (&'a str, &'a str);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, Pair>, fn(&'a Pair) -> (&'a str, &'a str)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(n, v)| (n, v))
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 }
 
 impl std::ops::Index<&str> for Headers {
-    type Output = String;
+    type Output = CompactString;
 
     /// The value of header `name`; panics when there is none, as a map's index does (tests and
     /// callers that have just checked).
-    fn index(&self, name: &str) -> &String {
-        self.get(name).unwrap_or_else(|| panic!("no header {name}"))
+    fn index(&self, name: &str) -> &CompactString {
+        match self.position(name) {
+            Ok(i) => &self.0[i].1,
+            Err(_) => panic!("no header {name}"),
+        }
     }
 }
 
@@ -117,7 +131,7 @@ impl Serialize for Headers {
 impl<'de> Deserialize<'de> for Headers {
     /// A JSON object; a name given twice keeps its last value, as before this type.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Headers, D::Error> {
-        BTreeMap::<String, String>::deserialize(d).map(Headers::from)
+        BTreeMap::<CompactString, CompactString>::deserialize(d).map(Headers::from)
     }
 }
 
@@ -145,11 +159,11 @@ mod tests {
     #[test]
     fn headers_stay_sorted_and_unique_by_name() {
         let mut h = pairs(&[("X-B", "2"), ("X-A", "1"), ("X-B", "3")]);
-        assert_eq!(h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect::<Vec<_>>(), [("X-A", "1"), ("X-B", "3")]);
-        assert_eq!(h.insert("X-A".into(), "4".into()), Some("1".into()));
-        assert_eq!(h.insert("X-0".into(), "0".into()), None);
-        assert_eq!(h.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["X-0", "X-A", "X-B"]);
-        assert_eq!((h.get("X-A").map(String::as_str), h.get("x-a")), (Some("4"), None));
+        assert_eq!(h.iter().collect::<Vec<_>>(), [("X-A", "1"), ("X-B", "3")]);
+        assert_eq!(h.insert("X-A", "4"), Some("1".into()));
+        assert_eq!(h.insert("X-0", "0"), None);
+        assert_eq!(h.iter().map(|(n, _)| n).collect::<Vec<_>>(), ["X-0", "X-A", "X-B"]);
+        assert_eq!((h.get("X-A"), h.get("x-a")), (Some("4"), None));
         assert_eq!(h["X-B"], "3");
     }
 

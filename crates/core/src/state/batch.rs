@@ -33,7 +33,7 @@ impl State {
         for (index, spec) in specs.iter().enumerate() {
             schedules.push(spec.validate(now).map_err(|e| e.at(index))?);
             if self.data.jobs.contains_key(&spec.name) {
-                return Err(ApplyError::AlreadyExists { name: spec.name.clone() }.at(index));
+                return Err(ApplyError::AlreadyExists { name: spec.name.to_string() }.at(index));
             }
             if let Some(first) = first_at.insert(&spec.name, index) {
                 let message = format!("job {} is also at index {first} of the batch", spec.name);
@@ -54,7 +54,7 @@ impl State {
         let mut created = Vec::with_capacity(specs.len());
         for ((spec, schedule), uid) in specs.into_iter().zip(&schedules).zip(first_uid..) {
             let job = new_job(uid, spec, schedule, now, by.clone());
-            created.push(CreatedJob { name: job.spec.name.clone(), uid, next_fire_at: job.next_fire_at });
+            created.push(CreatedJob { name: job.spec.name.to_string(), uid, next_fire_at: job.next_fire_at });
             self.insert_job(job);
         }
         Ok(Response::Created { jobs: created })

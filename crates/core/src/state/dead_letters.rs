@@ -77,7 +77,7 @@ impl State {
             return Ok(seqs);
         }
         if let Some(name) = &select.job {
-            let job = self.data.jobs.get(name).ok_or_else(|| ApplyError::job_not_found(name))?;
+            let job = self.data.jobs.get(name.as_str()).ok_or_else(|| ApplyError::job_not_found(name))?;
             return Ok(self
                 .job_fires(job.uid)
                 .filter(|f| f.status == FireStatus::DeadLettered)

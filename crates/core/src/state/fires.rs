@@ -272,7 +272,7 @@ pub(super) const JOB_DELETED: &str = "job deleted";
 pub(super) fn new_fire(
     key: FireKey,
     job_uid: JobUid,
-    job_name: String,
+    job_name: compact_str::CompactString,
     scheduled_at: DateTime<Utc>,
     now: DateTime<Utc>,
     manual: bool,

@@ -109,7 +109,7 @@ fn check_job(at: &str, job: &Job) -> Result<(), ApplyError> {
     if job.version > MAX_COUNTER {
         return Err(invalid(format!("{at}.version"), format!("must be at most {MAX_COUNTER}")));
     }
-    check_actors(at, [&job.created_by, &job.updated_by])?;
+    check_actors(at, [job.created_by.as_deref(), job.updated_by.as_deref()])?;
     check_instants(at, [Some(job.created_at), Some(job.updated_at), job.next_fire_at])
 }
 
@@ -117,7 +117,7 @@ fn check_fire(at: &str, fire: &Fire) -> Result<(), ApplyError> {
     let instants = [fire.lease_until, fire.send_at, fire.next_attempt_at, fire.finished_at];
     check_instants(at, [Some(fire.scheduled_at), Some(fire.claimed_at), Some(fire.budget_since)])?;
     check_instants(at, instants)?;
-    check_actors(at, [&fire.triggered_by, &fire.requeued_by])?;
+    check_actors(at, [fire.triggered_by.as_deref(), fire.requeued_by.as_deref()])?;
     for attempt in &fire.attempts {
         check_instants(at, [Some(attempt.started_at), Some(attempt.finished_at)])?;
         if attempt.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_BYTES) {
@@ -141,7 +141,7 @@ fn check_instants<const N: usize>(at: &str, instants: [Option<DateTime<Utc>>; N]
     }
 }
 
-fn check_actors<const N: usize>(at: &str, actors: [&Option<String>; N]) -> Result<(), ApplyError> {
+fn check_actors<const N: usize>(at: &str, actors: [Option<&str>; N]) -> Result<(), ApplyError> {
     if actors.into_iter().flatten().all(|by| by.len() <= MAX_ACTOR_BYTES) {
         Ok(())
     } else {

@@ -301,7 +301,7 @@ mod tests {
         assert_eq!((fire.triggered_by.as_deref(), fire.requeued_by.as_deref()), (Some("bootstrap"), None));
         let long = Command::PauseJob { name: "j".into(), now: now(), by: Some("x".repeat(500)) };
         state.apply(5, long);
-        assert_eq!(state.job("j").and_then(|j| j.updated_by.as_ref()).map(String::len), Some(MAX_ACTOR_BYTES));
+        assert_eq!(state.job("j").and_then(|j| j.updated_by.as_ref()).map(|by| by.len()), Some(MAX_ACTOR_BYTES));
     }
 
     #[test]

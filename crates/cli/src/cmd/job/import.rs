@@ -115,11 +115,11 @@ async fn send(ctx: &Ctx, batch: &[Entry], skip_existing: bool, imported: &mut Im
                 let existing: HashSet<usize> = e.item_errors().iter().map(|i| i.index).collect();
                 let (skip, keep): (Vec<_>, Vec<_>) =
                     pending.into_iter().enumerate().partition(|(i, _)| existing.contains(i));
-                imported.skipped.extend(skip.into_iter().map(|(_, e)| e.spec.name.clone()));
+                imported.skipped.extend(skip.into_iter().map(|(_, e)| e.spec.name.to_string()));
                 pending = keep.into_iter().map(|(_, e)| e).collect();
             }
             Err(error) => {
-                let places = pending.iter().map(|e| (e.place, e.spec.name.clone())).collect();
+                let places = pending.iter().map(|e| (e.place, e.spec.name.to_string())).collect();
                 return Err(Refused { error, places });
             }
         }

@@ -86,7 +86,7 @@ async fn checked(ctx: &Api, values: Vec<serde_json::Value>, now: DateTime<Utc>) 
                 let message = format!("job {} is also at index {first} of the batch", spec.name);
                 refused.push((*index, ApiError::invalid("name", message)));
             } else if applied.state.job(&spec.name).is_some() {
-                refused.push((*index, ApplyError::AlreadyExists { name: spec.name.clone() }.into()));
+                refused.push((*index, ApplyError::AlreadyExists { name: spec.name.to_string() }.into()));
             }
         }
     }
