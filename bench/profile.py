@@ -44,10 +44,14 @@ class Recorder:
         return os.path.join(self.out_dir, f"{self.label}-{name}{suffix}")
 
     def start(self) -> None:
-        """Starts sampling every process."""
+        """Starts sampling every process; perf's messages go to a ``.log`` beside its data."""
+        os.makedirs(self.out_dir, exist_ok=True)
         for name, pid in self.pids.items():
-            args = ["perf", "record", "-F", str(FREQUENCY), "-g", "-p", str(pid), "-o", self.path(name, ".perf")]
-            self.procs[name] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # DWARF call graphs: the release build keeps its debug info but no frame pointers.
+            args = ["perf", "record", "-F", str(FREQUENCY), "--call-graph", "dwarf", "-p", str(pid)]
+            args += ["-o", self.path(name, ".perf")]
+            with open(self.path(name, ".log"), "wb") as log:
+                self.procs[name] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
 
     def stop(self) -> None:
         """Stops sampling."""

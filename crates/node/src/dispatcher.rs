@@ -7,13 +7,15 @@ mod backlog;
 mod completions;
 mod settle;
 
+use completions::Pending;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use belfry_core::protocol::{self, DeliverResult, ReplyAction};
-use belfry_core::{Assignment, Command, Completion, Dispatch, FireKey, Redispatch, Response};
+use belfry_core::{Assignment, Attempt, Command, Completion, Dispatch, FireKey, OverlapPolicy, Redispatch, Response};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
@@ -35,7 +37,7 @@ pub const MAX_OUTSTANDING: usize = 100_000;
 pub struct Dispatcher {
     ctx: Arc<Context>,
     worker: Arc<Worker>,
-    completions: mpsc::Sender<Completion>,
+    completions: mpsc::Sender<Pending>,
     // std Mutexes: held only for lookups and inserts, never across an `.await`.
     /// Dispatches a task of this node is sending: `(key, attempt, lease deadline in ms)`. A
     /// redispatch of the same attempt has a new lease, so it is a new entry.
@@ -237,7 +239,7 @@ impl Dispatcher {
     async fn act(self: &Arc<Self>, d: &Dispatch, result: DeliverResult) {
         match protocol::on_reply(result, self.is_current(d)) {
             ReplyAction::Commit(a) => {
-                let _ = self.completions.send(Completion { key: d.key.clone(), attempt: a }).await;
+                self.complete(&d.key, a).await;
             }
             ReplyAction::Redispatch => {
                 self.mark_unhealthy(d.worker);
@@ -251,6 +253,20 @@ impl Dispatcher {
             }
         }
         self.done(d);
+    }
+
+    /// Hands an outcome to the completion batcher.
+    async fn complete(&self, key: &FireKey, attempt: Attempt) {
+        let urgent = self.awaited(key);
+        let _ = self.completions.send(Pending { completion: Completion { key: key.clone(), attempt }, urgent }).await;
+    }
+
+    /// Whether something waits for the outcome of `key` to commit ([`Pending::urgent`]).
+    fn awaited(&self, key: &FireKey) -> bool {
+        let applied = self.ctx.shared.read();
+        let Some(fire) = applied.state.fire_by_key(key) else { return false };
+        let overlap = applied.state.job_by_uid(fire.job_uid).map(|j| j.spec.overlap);
+        fire.manual || overlap.is_some_and(|o| o != OverlapPolicy::Allow)
     }
 
     /// Whether `d` is still the current dispatch of its fire in this node's state.

@@ -5,11 +5,15 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::flusher::Flusher;
 
 use belfry_core::Attempt;
 use serde::{Deserialize, Serialize};
+
+/// How long a recorded outcome may wait for the fsync it shares with others.
+pub const OUTCOME_LINGER: Duration = Duration::from_millis(20);
 
 /// What the ledger knows of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +80,15 @@ impl Ledger {
     pub async fn put(&self, key: &str, attempt: u32, record: &Record) -> Result<(), sled::Error> {
         self.insert(key, attempt, record)?;
         self.flusher.flush().await
+    }
+
+    /// Records an outcome: readable at once, durable before returning, its fsync shared with
+    /// every outcome recorded within [`OUTCOME_LINGER`]. Under a steady stream of sends this is
+    /// one fsync per linger, not one per send; the outcome reaches the leader that much later,
+    /// which only delays its commit (the send has happened).
+    pub async fn put_outcome(&self, key: &str, attempt_no: u32, outcome: &Attempt) -> Result<(), sled::Error> {
+        self.insert(key, attempt_no, &Record::Finished { attempt: outcome.clone() })?;
+        self.flusher.flush_within(OUTCOME_LINGER).await
     }
 
     /// Durably records every `(key, attempt, record)` with one fsync.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use belfry_core::protocol::{self, LedgerAnswer, SettleAction, Unsettled};
-use belfry_core::{Completion, Fire, FireKey, FireStatus};
+use belfry_core::{Fire, FireKey, FireStatus};
 use chrono::Utc;
 
 use super::Dispatcher;
@@ -107,7 +107,7 @@ impl Dispatcher {
         }
         match protocol::settle(&view, answer, Utc::now()) {
             SettleAction::Commit(a) => {
-                let _ = self.completions.send(Completion { key: fire.key.clone(), attempt: a }).await;
+                self.complete(&fire.key, a).await;
             }
             SettleAction::ResendSameWorker => {
                 self.redispatch_to(fire.key.clone(), fire.attempt, term, Some(worker)).await;

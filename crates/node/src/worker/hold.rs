@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use crate::context::Context;
 use crate::convert::outcome;
 use crate::delivery::{Delivery, DeliveryClient};
-use crate::ledger::{Ledger, Record};
+use crate::ledger::Ledger;
 use crate::proto::{deliver_reply, DeliverBatchReply, DeliverReply};
 
 use super::refused;
@@ -139,14 +139,14 @@ fn release(sender: &Arc<Sender>, admitted: Admitted, permit: OwnedSemaphorePermi
     }
     let sender = sender.clone();
     tokio::spawn(async move {
-        let reply = send(&sender, &admitted).await;
+        let reply = send(&sender, &admitted, permit).await;
         admitted.answer(reply);
-        drop(permit);
     });
 }
 
-/// Sends the attempt (its ledger record says started already) and records its outcome.
-async fn send(sender: &Sender, admitted: &Admitted) -> DeliverReply {
+/// Sends the attempt (its ledger record says started already) in its send slot `permit`,
+/// frees the slot, and records the outcome.
+async fn send(sender: &Sender, admitted: &Admitted, permit: OwnedSemaphorePermit) -> DeliverReply {
     let d = &admitted.delivery;
     let m = &sender.ctx.metrics;
     m.deliveries_in_flight.inc();
@@ -158,7 +158,9 @@ async fn send(sender: &Sender, admitted: &Admitted) -> DeliverReply {
     let class = serde_json::to_value(result.class).ok().and_then(|v| v.as_str().map(str::to_string));
     m.fires_total.with_label_values(&[class.as_deref().unwrap_or("unknown")]).inc();
     tracing::debug!(key = %d.key, attempt = d.attempt, status = ?result.http_status, "delivered");
-    if let Err(e) = sender.ledger.put(&d.key, d.attempt, &Record::Finished { attempt: result.clone() }).await {
+    // The slot bounds sends, not ledger writes: the next send need not wait for this fsync.
+    drop(permit);
+    if let Err(e) = sender.ledger.put_outcome(&d.key, d.attempt, &result).await {
         // The send happened; the outcome still goes back to the leader, which commits it.
         tracing::error!(key = %d.key, error = %e, "ledger write after send failed");
     }
