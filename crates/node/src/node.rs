@@ -138,6 +138,7 @@ impl Node {
         tasks.push(tokio::spawn(crate::egress::track_cluster_api(ctx.clone(), http_addr, stop_rx.clone())));
 
         tasks.push(tokio::spawn(crate::ticker::run(ctx.clone(), dispatcher, stop_rx.clone())));
+        tasks.push(tokio::spawn(worker.clone().rotate_ledger(stop_rx.clone())));
         tasks.push(tokio::spawn(crate::raft::compaction::run(
             ctx.raft.clone(),
             ctx.shared.clone(),

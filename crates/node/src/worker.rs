@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use belfry_core::protocol::{self, Admission, AdmitView, DeliverResult, LedgerRecord, Refusal, Release};
-use belfry_core::FireKey;
+use belfry_core::{FireKey, FireStatus};
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::context::Context;
 use crate::convert::{attempt, outcome, refusal_from_proto, refusal_to_proto};
 use crate::delivery::{self, Delivery};
-use crate::ledger::{Ledger, Record};
+use crate::ledger::{Ledger, Record, ROTATE_EVERY};
 use crate::peer_tls::Caller;
 use crate::proto::{
     deliver_reply, DeliverBatchReply, DeliverBatchRequest, DeliverItem, DeliverReply, DeliverRequest, DeliveryState,
@@ -51,6 +51,34 @@ impl Worker {
         let sender = hold::Sender { ctx: ctx.clone(), ledger: ledger.clone(), http };
         let queue = hold::start(Arc::new(sender), ctx.config.max_concurrent_sends);
         Worker { ctx, ledger, queue, draining: AtomicBool::new(false) }
+    }
+
+    /// Rotates the ledger every [`ROTATE_EVERY`] until `stop` turns true. A record is still
+    /// needed while this replica holds its attempt as the fire's current dispatch (the outcome
+    /// is not committed: a leader may ask); once the outcome is committed nobody asks again.
+    pub async fn rotate_ledger(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(ROTATE_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+            let (ledger, ctx) = (self.ledger.clone(), self.ctx.clone());
+            // Off the runtime's threads: it reads every record of the oldest generation.
+            let rotated = tokio::task::spawn_blocking(move || {
+                let needed = |key: &str, attempt: u32| {
+                    let applied = ctx.shared.read();
+                    let fire = applied.state.fire_by_key(&FireKey(key.to_string()));
+                    fire.is_some_and(|f| f.attempt == attempt && f.status == FireStatus::Dispatched)
+                };
+                tokio::runtime::Handle::current().block_on(ledger.rotate(needed))
+            })
+            .await;
+            match rotated {
+                Ok(Ok((dropped, carried))) => tracing::debug!(dropped, carried, "ledger rotated"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "ledger rotation failed; the old records stay"),
+                Err(e) => tracing::warn!(error = %e, "ledger rotation task failed"),
+            }
+        }
     }
 
     /// Stops starting new sends (in-flight ones finish).

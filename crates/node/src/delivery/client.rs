@@ -43,6 +43,10 @@ fn build(policy: &EgressPolicy, port: u16, idle_per_host: usize) -> reqwest::Res
     reqwest::Client::builder()
         .dns_resolver(Arc::new(PolicyResolver::new(policy.clone(), port)))
         .redirect(reqwest::redirect::Policy::none())
+        // Every request that leaves is an attempt in the fire's history, under belfry's retry
+        // policy; the client retrying a refused stream on its own would be neither (and its
+        // budget and request copies cost a few percent of a worker's CPU).
+        .retry(reqwest::retry::never())
         // A proxy would resolve target names itself, out of the policy's sight.
         .no_proxy()
         .pool_max_idle_per_host(idle_per_host)
