@@ -47,8 +47,10 @@ def make_certs(binary: str, directory: str) -> None:
 class BelfryCluster:
     """Three `belfry serve` processes forming one cluster under ``workdir``."""
 
-    def __init__(self, binary: str, workdir: str, certs_dir: str, max_jobs: int = 100_000):
-        """Pick ports and data dirs; nothing runs until :meth:`start`."""
+    def __init__(self, binary: str, workdir: str, certs_dir: str, max_jobs: int = 100_000, threads: int = 0):
+        """Pick ports and data dirs; nothing runs until :meth:`start`. ``threads``: each node's
+        ``--runtime-threads`` (0: belfry's default)."""
+        self.threads = threads
         self.binary = binary
         self.workdir = workdir
         self.certs_dir = certs_dir
@@ -67,7 +69,7 @@ class BelfryCluster:
         env = dict(os.environ)
         env.update(
             {
-                "BELFRY_LOG": "warn",
+                "BELFRY_LOG": os.environ.get("BELFRY_LOG", "warn"),
                 "BELFRY_ALLOW_PRIVATE_TARGETS": "true",
                 "BELFRY_BOOTSTRAP_TOKEN": TOKEN,
                 "BELFRY_PEER_CERTS_DIR": self.certs_dir,
@@ -75,6 +77,8 @@ class BelfryCluster:
                 "BELFRY_RATE_BURST": RATE_LIMIT,
             }
         )
+        if self.threads > 0:
+            env["BELFRY_RUNTIME_THREADS"] = str(self.threads)
         self.env = env
         for i in range(3):
             data = os.path.join(self.workdir, f"n{i + 1}")

@@ -62,6 +62,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--memory", type=int, metavar="N", help="memory mode with N idle jobs")
     p.add_argument("--memory-time-bound", type=float, default=900, help="seconds allowed to create the N jobs")
     p.add_argument("--create-concurrency", type=int, default=16)
+    p.add_argument(
+        "--belfry-threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 1) // 3),
+        help="each node's --runtime-threads: by default the machine's cores shared among the three "
+        "nodes, at least 1; 0 leaves belfry's own default (one per core, in every node)",
+    )
     p.add_argument("--apscheduler-loop", choices=["uvloop", "asyncio"], default="uvloop")
     p.add_argument("--apscheduler-connections", type=int, default=100)
     p.add_argument("--capacity-seconds", type=float, default=5, help="receiver capacity check (0 skips)")
@@ -113,6 +120,7 @@ def base_meta(args) -> dict:
         "warmup": args.warmup,
         "drain": args.drain,
         "create_concurrency": args.create_concurrency,
+        "belfry_threads": args.belfry_threads,
     }
 
 
@@ -208,6 +216,7 @@ def main() -> None:
         aps_loop=args.apscheduler_loop,
         aps_connections=args.apscheduler_connections,
         keep=args.keep,
+        threads=args.belfry_threads,
         profile_dir=args.out_dir if args.profile else "",
     )
     if args.profile:

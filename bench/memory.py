@@ -119,7 +119,7 @@ async def restarts(cluster: BelfryCluster, api, via: str) -> dict:
 async def belfry_memory(cfg, n: int, single_count: int = 20_000, time_bound: float = 900) -> dict:
     """Fill a fresh cluster with ``n`` idle jobs; RSS per node and per job, creates/s."""
     workdir = tempfile.mkdtemp(prefix="belfry-memory-", dir=cfg.workdir)
-    cluster = BelfryCluster(cfg.binary, workdir, cfg.certs_dir, max_jobs=n + 1000)
+    cluster = BelfryCluster(cfg.binary, workdir, cfg.certs_dir, max_jobs=n + 1000, threads=cfg.threads)
     out = {"n": n, "notes": []}
     try:
         cluster.start()

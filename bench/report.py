@@ -88,7 +88,13 @@ def markdown(rows: list, meta: dict, capacity: dict, svg_name: str) -> str:
         f"Command: `{meta['command']}`",
         "",
         f"- belfry: 3 `belfry serve` release processes on loopback, built at {meta['commit']} (belfry's code last "
-        f"changed in {meta['code_commit']}); jobs created through a follower.",
+        f"changed in {meta['code_commit']}); "
+        + (
+            f"`--runtime-threads {meta['belfry_threads']}` each (the machine's cores shared among the nodes); "
+            if meta.get("belfry_threads")
+            else "belfry's default runtime threads (one per core in every node); "
+        )
+        + "jobs created through a follower.",
         f"- APScheduler {meta['apscheduler']}: one `AsyncIOScheduler` process ({meta['aps_loop']} loop, aiohttp "
         f"{meta['aiohttp']}, {meta['aps_connections']} connections), `coalesce=False`, `misfire_grace_time=60`.",
         f"- Window {meta['seconds']} s after a {meta['warmup']} s warm-up; drain {meta['drain']} s. "

@@ -55,6 +55,8 @@ class Config:
     aps_loop: str = "uvloop"
     aps_connections: int = 100
     keep: bool = False
+    # Each belfry node's --runtime-threads; 0: belfry's default.
+    threads: int = 0
     # Where ``--profile`` writes each node's flame graph; empty: no profile.
     profile_dir: str = ""
     # Creates/s to plan with: updated from each belfry run of the invocation.
@@ -171,7 +173,9 @@ def finish(kind: str, load: Load, measured: dict, t0: int, end: int, due: int, n
 async def run_belfry(cfg: Config, load: Load, receiver, session) -> dict:
     """One run on a fresh 3-node cluster; jobs are created through a follower."""
     workdir = tempfile.mkdtemp(prefix=f"belfry-{load.shape}-{load.jobs}-", dir=cfg.workdir)
-    cluster = BelfryCluster(cfg.binary, workdir, cfg.certs_dir, max_jobs=max(100_000, load.jobs + 1000))
+    cluster = BelfryCluster(
+        cfg.binary, workdir, cfg.certs_dir, max_jobs=max(100_000, load.jobs + 1000), threads=cfg.threads
+    )
     notes = []
     try:
         cluster.start()

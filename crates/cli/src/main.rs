@@ -48,27 +48,51 @@ enum Command {
     Client(cmd::ClientCommand),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    // `serve` reads its config file first: it may size the runtime.
+    let (command, threads) = match cli.command {
+        Command::Serve(args) => match serve::resolve(args) {
+            Ok(args) => {
+                let threads = args.runtime_threads;
+                (Command::Serve(args), threads)
+            }
+            Err(e) => return failed(&e),
+        },
+        command => (command, None),
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = threads.and_then(|n| usize::try_from(n).ok()) {
+        runtime.worker_threads(n);
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(run(cli.client, command)),
+        Err(e) => failed(&anyhow::anyhow!("starting the runtime: {e}")),
+    }
+}
+
+async fn run(client: cmd::ClientArgs, command: Command) -> ExitCode {
+    let result = match command {
         Command::Serve(args) => serve::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Sink(args) => sink::run(args).await,
         Command::Certs(args) => certs::run(args),
-        Command::Backup(args) => match cli.client.ca_pem() {
-            Ok(ca) => backup::backup(&cli.client.endpoint, cli.client.token.as_deref(), ca.as_deref(), args).await,
+        Command::Backup(args) => match client.ca_pem() {
+            Ok(ca) => backup::backup(&client.endpoint, client.token.as_deref(), ca.as_deref(), args).await,
             Err(e) => Err(anyhow::anyhow!("{e}")),
         },
         Command::Restore(args) => backup::restore(args),
         Command::Probe(args) => return probe::run(args).await,
-        Command::Client(command) => return cmd::run(cli.client, command).await,
+        Command::Client(command) => return cmd::run(client, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => failed(&e),
     }
+}
+
+fn failed(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
 }

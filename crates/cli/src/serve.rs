@@ -83,6 +83,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BELFRY_MAX_CONCURRENT_SENDS", default_value_t = belfry_node::config::DEFAULT_MAX_CONCURRENT_SENDS as u64,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_concurrent_sends: u64,
+    /// Threads of the node's async runtime, 1 to 1024 (default: one per core the process may
+    /// use). Nodes sharing a host share its cores: give each its part (three nodes on two cores
+    /// run best with 1 each), or their threads preempt one another at every wake-up.
+    #[arg(long, env = "BELFRY_RUNTIME_THREADS", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub runtime_threads: Option<u64>,
     /// Largest clock difference assumed between nodes, in milliseconds (lease safety margin).
     #[arg(long, env = "BELFRY_MAX_CLOCK_SKEW_MS", default_value_t = 500)]
     pub max_clock_skew_ms: u64,
@@ -294,18 +299,24 @@ pub fn id_from_hostname(host: &str) -> Result<u64, String> {
 }
 
 /// Runs one node until SIGINT or SIGTERM, then shuts it down and returns.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let args = match &args.config {
+/// The flags with the config file's settings filled in and the id taken from the host name
+/// when asked: read before the runtime starts, which `--runtime-threads` sizes.
+pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeArgs> {
+    let mut args = match &args.config {
         Some(file) => crate::config_file::apply(file, crate::config_file::serve_argv())?,
         None => args,
     };
-    let mut args = args;
     if args.id_from_hostname {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .or_else(|_| std::env::var("HOSTNAME"))
             .map_err(|_| anyhow::anyhow!("--id-from-hostname: the host name cannot be read"))?;
         args.id = id_from_hostname(host.trim()).map_err(|e| anyhow::anyhow!("--id-from-hostname: {e}"))?;
     }
+    Ok(args)
+}
+
+/// Runs a node with `args` from [`resolve`] until a signal stops it.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     if secret_on_command_line(std::env::args_os()) {
         anyhow::bail!(

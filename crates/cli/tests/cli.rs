@@ -47,3 +47,13 @@ fn serve_flags_read_belfry_environment_variables() {
         assert!(text.contains(var), "serve --help does not mention {var}");
     }
 }
+
+#[test]
+fn runtime_threads_outside_1_to_1024_is_a_usage_error() {
+    for bad in ["0", "1025", "two"] {
+        let out = belfry().args(["serve", "--runtime-threads", bad]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--runtime-threads {bad}: {err}");
+        assert!(err.contains("--runtime-threads"), "--runtime-threads {bad}: {err}");
+    }
+}
