@@ -77,7 +77,10 @@ class Recorder:
                 f.write(folded)
             title = f"belfry node {name}: {self.label}"
             graph = os.path.join(TOOLS, "inferno-flamegraph")
-            svg = subprocess.run([graph, "--title", title], input=folded, capture_output=True, check=False).stdout
+            # The narrowest frames are left out (inferno's --minwidth 0.5): DWARF stacks are deep,
+            # and the picture would be megabytes of slivers.
+            args = [graph, "--title", title, "--minwidth", "0.5"]
+            svg = subprocess.run(args, input=folded, capture_output=True, check=False).stdout
             with open(self.path(name, ".svg"), "wb") as f:
                 f.write(svg)
             with open(self.path(name, ".txt"), "w") as f:
