@@ -110,7 +110,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--jobs", type=int, required=True)
     p.add_argument("--base-ms", type=int, help="Unix ms of the first fire (whole second)")
     p.add_argument("--end-ms", type=int, help="no fire after this Unix ms")
-    p.add_argument("--shape", choices=["steady", "burst"], default="steady")
+    p.add_argument("--shape", choices=["steady", "burst", "once"], default="steady")
     p.add_argument("--idle", action="store_true", help="schedule every job a year ahead")
     p.add_argument("--misfire-grace", type=int, default=60)
     p.add_argument("--connections", type=int, default=100)

@@ -40,12 +40,12 @@ DEFAULT_LOADS = "steady:100,steady:1000,steady:3000,steady:5000,steady:10000,bur
 
 
 def parse_loads(text: str) -> list:
-    """``steady:1000,burst:1000`` as a list of :class:`Load`."""
+    """``steady:1000,burst:1000,once:10000`` as a list of :class:`Load`."""
     loads = []
     for part in text.split(","):
         shape, _, jobs = part.strip().partition(":")
-        if shape not in ("steady", "burst") or not jobs.isdigit() or int(jobs) < 1:
-            raise argparse.ArgumentTypeError(f"bad load {part!r}: use steady:K or burst:K")
+        if shape not in ("steady", "burst", "once") or not jobs.isdigit() or int(jobs) < 1:
+            raise argparse.ArgumentTypeError(f"bad load {part!r}: use steady:K, burst:K or once:K")
         loads.append(Load(shape, int(jobs)))
     return loads
 

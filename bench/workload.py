@@ -26,19 +26,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @dataclass
 class Load:
-    """A load shape: ``jobs`` jobs every second, spread over the second or all at once."""
+    """A load shape: ``jobs`` jobs every second, spread over the second (``steady``) or all at
+    once (``burst``); or ``jobs`` fires all due at one instant, the window's first, and no
+    other (``once``: how fast a single herd drains)."""
 
     shape: str
     jobs: int
 
     @property
     def label(self) -> str:
-        """``steady 1000/s`` or ``burst 1000``."""
-        return f"steady {self.jobs}/s" if self.shape == "steady" else f"burst {self.jobs}"
+        """``steady 1000/s``, ``burst 1000`` or ``once 10000``."""
+        return f"steady {self.jobs}/s" if self.shape == "steady" else f"{self.shape} {self.jobs}"
 
     def offset_ms(self, i: int) -> int:
         """Milliseconds into the second at which job ``i`` fires (as apsched_runner.py)."""
         return (i * 1000) // self.jobs if self.shape == "steady" else 0
+
+    def due(self, seconds: int) -> int:
+        """Fires due in a window of ``seconds``."""
+        return self.jobs if self.shape == "once" else self.jobs * seconds
+
+    def schedule(self, i: int, base: int, t0: int, end: int) -> tuple:
+        """``(start_ms, end_ms)`` of job ``i``'s schedule (every 1 s): from the warm-up at
+        ``base`` to the window's ``end``, or, for ``once``, the one instant ``t0``."""
+        if self.shape == "once":
+            return t0, t0 + 500
+        return base + self.offset_ms(i), end - 1
 
 
 @dataclass
@@ -150,6 +163,10 @@ def analyze(records: list, t0: int, end: int, due: int) -> dict:
 def finish(kind: str, load: Load, measured: dict, t0: int, end: int, due: int, notes: list) -> dict:
     """Combine the measurements and the analysis into one result row."""
     row = analyze(measured["records"], t0, end, due)
+    if load.shape == "once" and row["delivered"] and not math.isnan(row["lag_max"]):
+        # One herd: the last arrival ends it.
+        rate = row["delivered"] / max(row["lag_max"], 1) * 1000
+        notes.append(f"{row['delivered']} fires drained in {row['lag_max'] / 1000:.2f} s: {rate:.0f}/s")
     n = row["arrived_in_window"]
     row.update(
         {
@@ -187,7 +204,7 @@ async def run_belfry(cfg: Config, load: Load, receiver, session) -> dict:
             t0 = base + cfg.warmup * 1000
             end = t0 + cfg.seconds * 1000
             target = receiver.base + "/belfry"
-            specs = iter(job_spec(f"b-{i:06d}", target, base + load.offset_ms(i), end - 1) for i in range(load.jobs))
+            specs = iter(job_spec(f"b-{i:06d}", target, *load.schedule(i, base, t0, end)) for i in range(load.jobs))
             began = time.monotonic()
             latencies = await create_jobs(
                 api, cluster.url(cluster.follower()), specs, cfg.create_concurrency, deadline=began + 600
@@ -208,8 +225,7 @@ async def run_belfry(cfg: Config, load: Load, receiver, session) -> dict:
             label = f"{load.shape}-{load.jobs}"
             recorder = profile.Recorder(names, cfg.profile_dir, f"profile-{label}")
         measured = await measure(cluster.pids, receiver, session, t0, end, cfg.drain, recorder)
-        due = load.jobs * cfg.seconds
-        row = finish("belfry", load, measured, t0, end, due, notes)
+        row = finish("belfry", load, measured, t0, end, load.due(cfg.seconds), notes)
         row["leader"] = cluster.leader
         if recorder:
             # Drawn after the run: folding the samples costs CPU too.
@@ -230,7 +246,8 @@ async def run_apscheduler(cfg: Config, load: Load, receiver, session) -> dict:
     t0 = base + cfg.warmup * 1000
     end = t0 + cfg.seconds * 1000
     args = [sys.executable, os.path.join(HERE, "apsched_runner.py"), "--url", receiver.base + "/apscheduler"]
-    args += ["--jobs", load.jobs, "--base-ms", base, "--end-ms", end - 1, "--shape", load.shape]
+    start, stop = load.schedule(0, base, t0, end)
+    args += ["--jobs", load.jobs, "--base-ms", start, "--end-ms", stop, "--shape", load.shape]
     args += ["--loop", cfg.aps_loop, "--connections", cfg.aps_connections]
     log = os.path.join(cfg.workdir, f"apscheduler-{load.shape}-{load.jobs}.log")
     proc = procs.spawn(args, log_path=log, stdout=-1)
@@ -241,7 +258,7 @@ async def run_apscheduler(cfg: Config, load: Load, receiver, session) -> dict:
         if time.time() * 1000 > base:
             notes.append("APScheduler ready after the first fire (warm-up shortened)")
         measured = await measure({"aps": proc.pid}, receiver, session, t0, end, cfg.drain)
-        return finish("APScheduler", load, measured, t0, end, load.jobs * cfg.seconds, notes)
+        return finish("APScheduler", load, measured, t0, end, load.due(cfg.seconds), notes)
     finally:
         procs.stop(proc)
         if proc.stdout:
