@@ -237,9 +237,10 @@ impl Dispatcher {
     /// Carries out `protocol::on_reply` for `d`; a redispatch runs in a task of its own, so
     /// one reply's raft commit does not hold up the replies behind it.
     async fn act(self: &Arc<Self>, d: &Dispatch, result: DeliverResult) {
-        match protocol::on_reply(result, self.is_current(d)) {
+        let (current, awaited) = self.standing(d);
+        match protocol::on_reply(result, current) {
             ReplyAction::Commit(a) => {
-                self.complete(&d.key, a).await;
+                self.complete(&d.key, a, awaited).await;
             }
             ReplyAction::Redispatch => {
                 self.mark_unhealthy(d.worker);
@@ -255,24 +256,17 @@ impl Dispatcher {
         self.done(d);
     }
 
-    /// Hands an outcome to the completion batcher.
-    async fn complete(&self, key: &FireKey, attempt: Attempt) {
-        let urgent = self.awaited(key);
+    /// Hands an outcome to the completion batcher; `urgent`: [`Pending::urgent`].
+    async fn complete(&self, key: &FireKey, attempt: Attempt, urgent: bool) {
         let _ = self.completions.send(Pending { completion: Completion { key: key.clone(), attempt }, urgent }).await;
     }
 
-    /// Whether something waits for the outcome of `key` to commit ([`Pending::urgent`]).
-    fn awaited(&self, key: &FireKey) -> bool {
+    /// Whether `d` is still the current dispatch of its fire in this node's state, and whether
+    /// something waits for its outcome to commit ([`Pending::urgent`]): one read of the state.
+    fn standing(&self, d: &Dispatch) -> (bool, bool) {
         let applied = self.ctx.shared.read();
-        let Some(fire) = applied.state.fire_by_key(key) else { return false };
-        let overlap = applied.state.job_by_uid(fire.job_uid).map(|j| j.spec.overlap);
-        fire.manual || overlap.is_some_and(|o| o != OverlapPolicy::Allow)
-    }
-
-    /// Whether `d` is still the current dispatch of its fire in this node's state.
-    fn is_current(&self, d: &Dispatch) -> bool {
-        let applied = self.ctx.shared.read();
-        applied.state.fire_by_key(&d.key).is_some_and(|f| f.is_dispatch(d.attempt, d.worker, d.lease_until))
+        let Some(fire) = applied.state.fire_by_key(&d.key) else { return (false, false) };
+        (fire.is_dispatch(d.attempt, d.worker, d.lease_until), awaited(&applied.state, fire))
     }
 
     /// Commits a new dispatch of the same attempt to another worker and sends it.
@@ -297,6 +291,13 @@ impl Dispatcher {
             self.send_all(dispatches);
         }
     }
+}
+
+/// Whether something waits for `fire`'s outcome to commit: the next fire of a job that does
+/// not allow overlap looks at this one's status, and a manual trigger is being watched.
+fn awaited(state: &belfry_core::State, fire: &belfry_core::Fire) -> bool {
+    let overlap = state.job_by_uid(fire.job_uid).map(|j| j.spec.overlap);
+    fire.manual || overlap.is_some_and(|o| o != OverlapPolicy::Allow)
 }
 
 /// A failed `Deliver` RPC: either it certainly never reached the worker, or nobody knows.

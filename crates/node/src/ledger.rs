@@ -212,7 +212,8 @@ impl Ledger {
     }
 
     /// Records in every generation (it counts them all).
-    pub fn records(&self) -> usize {
+    #[cfg(test)]
+    fn records(&self) -> usize {
         self.trees().iter().map(|(_, t)| t.len()).sum()
     }
 }

@@ -15,7 +15,7 @@ pub const COMPLETION_BATCH: usize = 1000;
 /// How long the first outcome of a batch waits for others. Outcomes are off every fire's
 /// critical path (the send has happened), so waiting here turns hundreds of log entries a
 /// second under steady load into ten, each of them a fsync on every node.
-pub const LINGER: Duration = Duration::from_millis(100);
+const LINGER: Duration = Duration::from_millis(100);
 
 /// A worker's outcome on its way to the log.
 pub struct Pending {

@@ -98,16 +98,16 @@ impl Dispatcher {
             max_clock_skew: self.skew(),
         };
         // Decided only while the dispatch asked about is still the fire's current one.
-        let current = fire.worker.zip(fire.lease_until).is_some_and(|(worker, lease)| {
+        let standing = fire.worker.zip(fire.lease_until).and_then(|(worker, lease)| {
             let applied = self.ctx.shared.read();
-            applied.state.fire_by_key(&fire.key).is_some_and(|now| now.is_dispatch(fire.attempt, worker, lease))
+            let now =
+                applied.state.fire_by_key(&fire.key).filter(|now| now.is_dispatch(fire.attempt, worker, lease))?;
+            Some(super::awaited(&applied.state, now))
         });
-        if !current {
-            return;
-        }
+        let Some(awaited) = standing else { return };
         match protocol::settle(&view, answer, Utc::now()) {
             SettleAction::Commit(a) => {
-                self.complete(&fire.key, a).await;
+                self.complete(&fire.key, a, awaited).await;
             }
             SettleAction::ResendSameWorker => {
                 self.redispatch_to(fire.key.clone(), fire.attempt, term, Some(worker)).await;
