@@ -134,7 +134,8 @@ impl Ledger {
 
     /// Durably records `record` (fsynced before returning; the fsync is shared with every
     /// write that waits for one at the same time).
-    pub async fn put(&self, key: &str, attempt: u32, record: &Record) -> Result<(), sled::Error> {
+    #[cfg(test)]
+    async fn put(&self, key: &str, attempt: u32, record: &Record) -> Result<(), sled::Error> {
         self.insert(key, attempt, record)?;
         self.flusher.flush().await
     }
